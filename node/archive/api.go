@@ -1,0 +1,112 @@
+package archive
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/dicomesh/dicomesh/crypto"
+)
+
+// ErrNotFound is returned when a study or instance is not in the archive.
+var ErrNotFound = errors.New("archive: not found")
+
+// Config configures Open.
+type Config struct {
+	// Dir is the archive's directory (blocks and index live below it).
+	Dir string
+	// Owner is the facility identity. Study keys are sealed to its recipient, and
+	// the index is encrypted with a key derived from it.
+	Owner *crypto.Identity
+	// NoSync skips fsync. Only for tests and benchmarks that measure it.
+	NoSync bool
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives operational messages (never PHI); nil discards them.
+	Logger *slog.Logger
+}
+
+// InstanceMeta is what ingest extracts from one DICOM instance. All strings are
+// the trimmed DICOM values; PatientName is in DICOM PN form (FAMILY^GIVEN).
+type InstanceMeta struct {
+	SOPClassUID       string
+	SOPInstanceUID    string
+	SeriesInstanceUID string
+	StudyInstanceUID  string
+	TransferSyntaxUID string
+
+	PatientID         string
+	IssuerOfPatientID string
+	PatientName       string
+	PatientBirthDate  string // YYYYMMDD
+	PatientSex        string // M, F, O or empty
+
+	StudyDate        string // YYYYMMDD
+	StudyTime        string
+	StudyDescription string
+	AccessionNumber  string
+
+	Modality          string
+	BodyPartExamined  string
+	SeriesDescription string
+	SeriesNumber      int
+	InstanceNumber    int
+}
+
+// Instance describes one stored instance.
+type Instance struct {
+	SOPInstanceUID    string
+	SOPClassUID       string
+	TransferSyntaxUID string
+	Number            int
+	Size              int64    // bytes of the original instance
+	SHA256            [32]byte // of the original bytes
+	Root              cid.Cid  // root of the encrypted object's DAG
+}
+
+// Series describes one stored series.
+type Series struct {
+	UID         string
+	Number      int
+	Modality    string
+	BodyPart    string
+	Description string
+	Instances   []Instance // ordered by Number, then SOPInstanceUID
+}
+
+// Study is the index record of one stored study (its latest version).
+type Study struct {
+	UID         string
+	PatientID   string
+	Issuer      string
+	PatientName string
+	BirthDate   string
+	Sex         string
+	StudyDate   string
+	StudyTime   string
+	Description string
+	Accession   string
+	Modalities  []string // sorted, distinct
+	BodyParts   []string // sorted, distinct
+	Series      []Series // ordered by Number, then UID
+	Instances   int
+	Bytes       int64 // original bytes of all instances
+	Version     int   // 1 for the first commit, +1 for each commit that changed it
+	Root        cid.Cid
+	StoredAt    time.Time
+}
+
+// Query selects studies. Zero fields match everything; string fields match
+// exactly except PatientName, which matches case-insensitively as a prefix.
+type Query struct {
+	PatientID   string
+	Issuer      string
+	PatientName string
+	Modality    string
+	DateFrom    string // YYYYMMDD, inclusive
+	DateTo      string // YYYYMMDD, inclusive
+	Accession   string
+	Limit       int
+}

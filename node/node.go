@@ -1,0 +1,76 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/dicomesh/dicomesh/crypto"
+	"github.com/dicomesh/dicomesh/node/archive"
+	"github.com/dicomesh/dicomesh/node/ingest"
+)
+
+// Options are the run-time dependencies of a node that do not belong in its
+// configuration file.
+type Options struct {
+	// Logger receives operational logs (never PHI); nil discards them.
+	Logger *slog.Logger
+	// NoSync turns off fsync in the stores. Only for tests and measurements.
+	NoSync bool
+}
+
+// Node is one facility's node, opened on its home directory.
+type Node struct {
+	Home     Home
+	Config   Config
+	Identity *crypto.Identity
+	Archive  *archive.Archive
+
+	log *slog.Logger
+}
+
+// Open loads the identity and configuration from h and opens the stores.
+func Open(h Home, opt Options) (*Node, error) {
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	id, err := LoadIdentity(h)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := LoadConfig(h)
+	if err != nil {
+		return nil, err
+	}
+	arc, err := archive.Open(archive.Config{
+		Dir:    h.ArchiveDir(),
+		Owner:  id,
+		NoSync: opt.NoSync,
+		Logger: log.With("component", "archive"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open node %s: %w", h, err)
+	}
+	return &Node{Home: h, Config: cfg, Identity: id, Archive: arc, log: log}, nil
+}
+
+// Close releases the node's stores.
+func (n *Node) Close() error {
+	return errors.Join(n.Archive.Close())
+}
+
+// Ingest stores the DICOM instances found under paths (files, folders,
+// DICOMDIR media, zip archives). Rejected input is kept aside in the home's
+// rejected folder. progress, if not nil, is called as files are processed.
+func (n *Node) Ingest(ctx context.Context, progress func(ingest.Progress), paths ...string) (ingest.Report, error) {
+	cfg := ingest.DefaultConfig()
+	cfg.Archive = n.Archive
+	cfg.QuarantineDir = n.Home.RejectDir()
+	cfg.Workers = n.Config.IngestWorkers
+	cfg.Logger = n.log.With("component", "ingest")
+	cfg.Progress = progress
+	return ingest.Run(ctx, cfg, paths...)
+}
