@@ -56,6 +56,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVar(&e.home, "home", defaultHome(), "node data directory (env DICOMESH_HOME)")
 	root.AddCommand(
 		initCmd(e),
+		runCmd(e),
 		ingestCmd(e),
 		studiesCmd(e),
 		exportCmd(e),

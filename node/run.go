@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/dicomesh/dicomesh/node/archive"
+)
+
+var archiveAll = archive.Query{}
+
+// runFile is written into the home while the node runs, so that other
+// commands for the same home can find the running node.
+const runFile = "node.json"
+
+// RunInfo describes a running node: the addresses it actually listens on.
+type RunInfo struct {
+	PeerID string   `json:"peer_id"`
+	P2P    []string `json:"p2p"`
+	HTTP   string   `json:"http"`
+	PID    int      `json:"pid"`
+}
+
+// RunOptions override the configured listen addresses (port 0 is allowed).
+type RunOptions struct {
+	P2P  []string
+	HTTP string
+	// Ready, if set, is called once every listener is up.
+	Ready func(RunInfo)
+}
+
+// ReadRunInfo reads node.json of a running node in h.
+func ReadRunInfo(h Home) (RunInfo, error) {
+	var ri RunInfo
+	data, err := os.ReadFile(h.Path(runFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return ri, fmt.Errorf("no node is running for %s (start one with dicomesh run)", h)
+	}
+	if err != nil {
+		return ri, err
+	}
+	if err := json.Unmarshal(data, &ri); err != nil {
+		return ri, fmt.Errorf("read %s: %w", h.Path(runFile), err)
+	}
+	return ri, nil
+}
+
+// Run starts the node's listeners and serves until ctx is cancelled, then
+// shuts down cleanly.
+func (n *Node) Run(ctx context.Context, ro RunOptions) error {
+	listen := n.Config.P2P
+	if len(ro.P2P) > 0 {
+		listen = ro.P2P
+	}
+	httpAddr := n.Config.HTTP
+	if ro.HTTP != "" {
+		httpAddr = ro.HTTP
+	}
+	reg := n.newMetrics()
+	h, err := newHost(hostConfig{identity: n.Identity, listen: listen, metrics: reg})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           n.handler(reg, []check{{"archive", func() error { return nil }}}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	info := RunInfo{PeerID: h.ID().String(), HTTP: ln.Addr().String(), PID: os.Getpid()}
+	for _, a := range h.Addrs() {
+		info.P2P = append(info.P2P, a.String()+"/p2p/"+h.ID().String())
+	}
+	data, _ := json.MarshalIndent(info, "", "  ")
+	if err := writeFileAtomic(n.Home.Path(runFile), append(data, '\n'), 0o600); err != nil {
+		srv.Close()
+		return fmt.Errorf("write %s: %w", runFile, err)
+	}
+	defer os.Remove(n.Home.Path(runFile))
+	n.log.Info("node running", "peer", info.PeerID, "http", info.HTTP)
+	if ro.Ready != nil {
+		ro.Ready(info)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	n.log.Info("node stopped")
+	return nil
+}
