@@ -64,6 +64,7 @@ type Instance struct {
 	Size              int64    // bytes of the original instance
 	SHA256            [32]byte // of the original bytes
 	Root              cid.Cid  // root of the encrypted object's DAG
+	Compressed        bool     // zstd-compressed before encryption
 }
 
 // Series describes one stored series.
