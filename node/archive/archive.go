@@ -50,7 +50,7 @@ var uncompressed = map[string]bool{
 
 // rawPrefix and nodePrefix are the only CID profiles the archive writes.
 var (
-	rawPrefix  = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: multihash.SHA2_256, MhLength: -1}
+	rawPrefix   = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: multihash.SHA2_256, MhLength: -1}
 	nodeBuilder = cid.V1Builder{Codec: cid.DagProtobuf, MhType: multihash.SHA2_256}
 )
 

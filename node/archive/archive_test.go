@@ -1,0 +1,296 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dicomesh/dicomesh/crypto"
+)
+
+const marker = "ZZMARKERPATIENT"
+
+func newOwner(t testing.TB) *crypto.Identity {
+	t.Helper()
+	id, err := crypto.GenerateIdentity(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func open(t testing.TB, dir string, owner *crypto.Identity) *Archive {
+	t.Helper()
+	a, err := Open(Config{Dir: dir, Owner: owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// instance returns metadata and bytes for a synthetic instance: a header
+// carrying the marker name, then compressible 16-bit "pixels".
+func instance(study string, series, n int) (InstanceMeta, []byte) {
+	m := InstanceMeta{
+		SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: fmt.Sprintf("%s.%d.%d", study, series, n),
+		SeriesInstanceUID: fmt.Sprintf("%s.%d", study, series), StudyInstanceUID: study,
+		TransferSyntaxUID: "1.2.840.10008.1.2.1", PatientID: "MRN1", IssuerOfPatientID: "HOSP",
+		PatientName: marker + "^JANE", PatientBirthDate: "19600101", PatientSex: "F", StudyDate: "20260101",
+		Modality: "CT", BodyPartExamined: "CHEST", SeriesNumber: series, InstanceNumber: n,
+	}
+	data := []byte("DICM header " + marker + " " + m.SOPInstanceUID + "\n")
+	noise := make([]byte, 64<<10)
+	mrand.NewChaCha8(sha256.Sum256([]byte(m.SOPInstanceUID))).Read(noise)
+	for i := range 200 << 10 {
+		data = append(data, byte(i/512), noise[i%len(noise)]&0x0f)
+	}
+	return m, data
+}
+
+func store(t testing.TB, a *Archive, study string, series, count int) map[string][]byte {
+	t.Helper()
+	tx, err := a.Begin(study)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for s := 1; s <= series; s++ {
+		for n := 1; n <= count; n++ {
+			m, data := instance(study, s, n)
+			if added, err := tx.Add(context.Background(), m, data); err != nil || !added {
+				t.Fatalf("add: added=%v err=%v", added, err)
+			}
+			out[m.SOPInstanceUID] = data
+		}
+	}
+	if _, err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func readAll(t testing.TB, a *Archive, study, sop string) []byte {
+	t.Helper()
+	rc, err := a.ReadInstance(context.Background(), study, sop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestRoundTripAcrossReopen(t *testing.T) {
+	dir, owner := t.TempDir(), newOwner(t)
+	a := open(t, dir, owner)
+	want := store(t, a, "1.2.3", 3, 4)
+	a.Close()
+
+	a = open(t, dir, owner)
+	defer a.Close()
+	st, err := a.Study("1.2.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Instances != 12 || len(st.Series) != 3 || st.Version != 1 || st.PatientID != "MRN1" || st.Modalities[0] != "CT" {
+		t.Fatalf("study record: %+v", st)
+	}
+	for sop, data := range want {
+		if !bytes.Equal(readAll(t, a, "1.2.3", sop), data) {
+			t.Fatalf("instance %s differs after round trip", sop)
+		}
+	}
+	out := t.TempDir()
+	n, err := a.Export(context.Background(), "1.2.3", out)
+	if err != nil || n != 12 {
+		t.Fatalf("export: n=%d err=%v", n, err)
+	}
+	got, _ := os.ReadFile(filepath.Join(out, "1.2.3.2", "1.2.3.2.3.dcm"))
+	if !bytes.Equal(got, want["1.2.3.2.3"]) {
+		t.Fatal("exported file differs")
+	}
+}
+
+func TestAnotherOwnerCannotOpen(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, newOwner(t))
+	store(t, a, "1.2.3", 1, 1)
+	a.Close()
+	if _, err := Open(Config{Dir: dir, Owner: newOwner(t)}); err == nil {
+		t.Fatal("an archive opened with another facility's keys")
+	}
+}
+
+func TestDuplicateAndNewVersion(t *testing.T) {
+	a := open(t, t.TempDir(), newOwner(t))
+	defer a.Close()
+	store(t, a, "1.2.3", 1, 3)
+	v1, _ := a.Study("1.2.3")
+	before := countBlocks(t, a)
+
+	tx, _ := a.Begin("1.2.3")
+	m, data := instance("1.2.3", 1, 2)
+	if added, err := tx.Add(context.Background(), m, data); err != nil || added {
+		t.Fatalf("re-adding the same instance: added=%v err=%v", added, err)
+	}
+	st, err := tx.Commit(context.Background())
+	if err != nil || st.Version != 1 || st.Root != v1.Root {
+		t.Fatalf("a commit that added nothing changed the study: %+v %v", st, err)
+	}
+
+	tx, _ = a.Begin("1.2.3")
+	m, data = instance("1.2.3", 1, 4)
+	if added, err := tx.Add(context.Background(), m, data); err != nil || !added {
+		t.Fatal(added, err)
+	}
+	st, err = tx.Commit(context.Background())
+	if err != nil || st.Version != 2 || st.Instances != 4 {
+		t.Fatalf("new version: %+v %v", st, err)
+	}
+	// The old instances' blocks are reused: one instance (node + chunk) plus
+	// a new manifest (node + chunk) and a new root.
+	if grown := countBlocks(t, a) - before; grown != 5 {
+		t.Errorf("version 2 wrote %d blocks, want 5 (old instances reused)", grown)
+	}
+	if !bytes.Equal(readAll(t, a, "1.2.3", m.SOPInstanceUID), data) {
+		t.Fatal("new instance differs")
+	}
+}
+
+func countBlocks(t testing.TB, a *Archive) int {
+	t.Helper()
+	ch, _ := a.bs.AllKeysChan(context.Background())
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
+}
+
+func TestRollbackLeavesNothing(t *testing.T) {
+	a := open(t, t.TempDir(), newOwner(t))
+	defer a.Close()
+	tx, _ := a.Begin("1.2.9")
+	if _, err := a.Begin("1.2.9"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second Begin on an open study: %v", err)
+	}
+	m, data := instance("1.2.9", 1, 1)
+	tx.Add(context.Background(), m, data)
+	tx.Rollback()
+	if n := countBlocks(t, a); n != 0 {
+		t.Errorf("%d blocks left after rollback", n)
+	}
+	if _, err := a.Study("1.2.9"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("rolled-back study is visible: %v", err)
+	}
+	if _, err := a.Begin("1.2.9"); err != nil {
+		t.Errorf("Begin after rollback: %v", err)
+	}
+}
+
+func TestCorruptBlockIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, newOwner(t))
+	defer a.Close()
+	store(t, a, "1.2.3", 1, 1)
+	st, _ := a.Study("1.2.3")
+	in := st.Series[0].Instances[0]
+	// Flip one byte in every raw chunk file of the store.
+	filepathWalk(t, filepath.Join(dir, "blocks"), func(p string) {
+		if strings.HasPrefix(filepath.Base(p), "bafk") {
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o600)
+		}
+	})
+	if _, err := a.ReadInstance(context.Background(), "1.2.3", in.SOPInstanceUID); err == nil || !strings.Contains(err.Error(), "corrupted") {
+		t.Fatalf("reading a corrupted block: %v", err)
+	}
+}
+
+func filepathWalk(t *testing.T, dir string, fn func(string)) {
+	t.Helper()
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			fn(p)
+		}
+		return nil
+	})
+}
+
+func TestNoPlaintextAtRest(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, newOwner(t))
+	store(t, a, "1.2.840.99.12345", 2, 2)
+	a.Close()
+	filepathWalk(t, dir, func(p string) {
+		b, _ := os.ReadFile(p)
+		for _, s := range []string{marker, "MRN1", "1.2.840.99.12345", "DICM header"} {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s contains %q in clear", p, s)
+			}
+		}
+	})
+}
+
+func TestConcurrentAdd(t *testing.T) {
+	a := open(t, t.TempDir(), newOwner(t))
+	defer a.Close()
+	tx, _ := a.Begin("1.5")
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 5 {
+				m, data := instance("1.5", w+1, n+1)
+				if _, err := tx.Add(context.Background(), m, data); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st, err := tx.Commit(context.Background())
+	if err != nil || st.Instances != 20 || len(st.Series) != 4 {
+		t.Fatalf("%+v %v", st, err)
+	}
+}
+
+func TestQueries(t *testing.T) {
+	a := open(t, t.TempDir(), newOwner(t))
+	defer a.Close()
+	store(t, a, "1.1", 1, 1)
+	store(t, a, "1.2", 1, 1)
+	for _, tc := range []struct {
+		q    Query
+		want int
+	}{
+		{Query{}, 2},
+		{Query{PatientID: "MRN1", Issuer: "HOSP"}, 2},
+		{Query{PatientID: "OTHER"}, 0},
+		{Query{PatientName: strings.ToLower(marker)}, 2},
+		{Query{Modality: "MR"}, 0},
+		{Query{DateFrom: "20260101", DateTo: "20260101"}, 2},
+		{Query{DateFrom: "20260102"}, 0},
+		{Query{Limit: 1}, 1},
+	} {
+		got, _ := a.Studies(tc.q)
+		if len(got) != tc.want {
+			t.Errorf("%+v: %d studies, want %d", tc.q, len(got), tc.want)
+		}
+	}
+}
