@@ -335,4 +335,3 @@ func parseIDs(b []byte) [2]string {
 	}
 	return out
 }
-
