@@ -36,7 +36,7 @@ func DefaultConfig() Config {
 		P2P:           []string{"/ip4/127.0.0.1/tcp/4801"},
 		DICOM:         "127.0.0.1:11112",
 		AET:           "DICOMESH",
-		IngestWorkers: 2,
+		IngestWorkers: 4,
 	}
 }
 

@@ -290,17 +290,22 @@ func (a *Archive) readObject(ctx context.Context, root cid.Cid, key *crypto.Stud
 	if err != nil {
 		return nil, err
 	}
-	node, err := merkledag.DecodeProtobuf(blk.RawData())
-	if err != nil {
-		return nil, fmt.Errorf("object node %s: %w", root, err)
-	}
 	var ct bytes.Buffer
-	for _, l := range node.Links() {
-		b, err := a.bs.Get(ctx, l.Cid)
+	if root.Type() == cid.Raw {
+		// An object that fits in one block is that block.
+		ct.Write(blk.RawData())
+	} else {
+		node, err := merkledag.DecodeProtobuf(blk.RawData())
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("object node %s: %w", root, err)
 		}
-		ct.Write(b.RawData())
+		for _, l := range node.Links() {
+			b, err := a.bs.Get(ctx, l.Cid)
+			if err != nil {
+				return nil, err
+			}
+			ct.Write(b.RawData())
+		}
 	}
 	r, err := key.Decrypt(&ct)
 	if err != nil {
@@ -344,8 +349,9 @@ func (a *Archive) Export(ctx context.Context, studyUID, dir string) (int, error)
 	return n, nil
 }
 
-// putObject compresses (if asked), encrypts and chunks data into raw blocks
-// under one dag-pb node, and returns that node's CID and the blocks written.
+// putObject encrypts data and chunks the ciphertext into raw blocks under
+// one dag-pb node, and returns the object's root and the blocks written. An
+// object that fits in one block is rooted at that block, with no node.
 func (a *Archive) putObject(ctx context.Context, key *crypto.StudyKey, data []byte) (cid.Cid, []cid.Cid, error) {
 	var ct bytes.Buffer
 	ct.Grow(len(data) + 512)
@@ -376,6 +382,9 @@ func (a *Archive) putObject(ctx context.Context, key *crypto.StudyKey, data []by
 		written = append(written, c)
 		node.AddRawLink(fmt.Sprintf("c%d", i), &ipld.Link{Cid: c, Size: uint64(n)})
 		b = b[n:]
+	}
+	if len(written) == 1 {
+		return written[0], written, nil
 	}
 	if err := a.bs.Put(ctx, node); err != nil {
 		return cid.Undef, written, err

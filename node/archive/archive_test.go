@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/dicomesh/dicomesh/crypto"
 )
 
@@ -160,10 +162,10 @@ func TestDuplicateAndNewVersion(t *testing.T) {
 	if err != nil || st.Version != 2 || st.Instances != 4 {
 		t.Fatalf("new version: %+v %v", st, err)
 	}
-	// The old instances' blocks are reused: one instance (node + chunk) plus
-	// a new manifest (node + chunk) and a new root.
-	if grown := countBlocks(t, a) - before; grown != 5 {
-		t.Errorf("version 2 wrote %d blocks, want 5 (old instances reused)", grown)
+	// The old instances' blocks are reused: version 2 adds one instance block,
+	// a new manifest block and a new root.
+	if grown := countBlocks(t, a) - before; grown != 3 {
+		t.Errorf("version 2 wrote %d blocks, want 3 (old instances reused)", grown)
 	}
 	if !bytes.Equal(readAll(t, a, "1.2.3", m.SOPInstanceUID), data) {
 		t.Fatal("new instance differs")
@@ -292,5 +294,28 @@ func TestQueries(t *testing.T) {
 		if len(got) != tc.want {
 			t.Errorf("%+v: %d studies, want %d", tc.q, len(got), tc.want)
 		}
+	}
+}
+
+func TestMultiBlockInstance(t *testing.T) {
+	a := open(t, t.TempDir(), newOwner(t))
+	defer a.Close()
+	m, _ := instance("1.7", 1, 1)
+	m.TransferSyntaxUID = "1.2.840.10008.1.2.4.50" // compressed: stored as is
+	data := make([]byte, 5*BlockSize/2)
+	rand.Read(data)
+	tx, _ := a.Begin("1.7")
+	if _, err := tx.Add(context.Background(), m, data); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tx.Commit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := st.Series[0].Instances[0]; in.Compressed || in.Root.Type() != cid.DagProtobuf {
+		t.Fatalf("a 2.5 MiB JPEG instance: compressed=%v root codec %x", in.Compressed, in.Root.Type())
+	}
+	if !bytes.Equal(readAll(t, a, "1.7", m.SOPInstanceUID), data) {
+		t.Fatal("multi-block instance differs")
 	}
 }

@@ -37,7 +37,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults; Archive and QuarantineDir must be set.
 func DefaultConfig() Config {
-	return Config{Workers: 2, MaxFileBytes: 2 << 30, MaxZipBytes: 64 << 30}
+	return Config{Workers: 4, MaxFileBytes: 2 << 30, MaxZipBytes: 64 << 30}
 }
 
 // Validate reports the first problem with c.
