@@ -29,7 +29,8 @@ type Config struct {
 	// MaxZipBytes bounds what one zip archive may expand to.
 	MaxZipBytes int64
 	Logger      *slog.Logger
-	// Progress, if not nil, is called after each file.
+	// Progress, if not nil, is called after each file, from one goroutine
+	// at a time.
 	Progress func(Progress)
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time
@@ -322,14 +323,15 @@ func (r *run) store(ctx context.Context, s source, m archive.InstanceMeta, data 
 	return nil
 }
 
+// progress counts a finished file and reports it. Calls to cfg.Progress are
+// serialized and their counts only grow.
 func (r *run) progress(s source, n int64) {
-	r.mu.Lock()
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
 	r.done++
 	r.bytes += n
-	p := Progress{Files: r.total, Done: r.done, Bytes: r.bytes, Path: s.path}
-	r.mu.Unlock()
 	if r.cfg.Progress != nil {
-		r.cfg.Progress(p)
+		r.cfg.Progress(Progress{Files: r.total, Done: r.done, Bytes: r.bytes, Path: s.path})
 	}
 }
 
