@@ -170,13 +170,15 @@ type run struct {
 	cfg   Config
 	total int64
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards txs, rep, qdir
 	txs     map[string]*archive.Tx
 	rep     Report
-	done    int64
-	bytes   int64
 	qdir    string
 	closers []io.Closer
+
+	pmu   sync.Mutex // guards done and bytes; serializes cfg.Progress
+	done  int64
+	bytes int64
 }
 
 // discover lists the candidate files under path.
