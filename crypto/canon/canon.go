@@ -1,87 +1,100 @@
 package canon
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"unicode/utf8"
 )
 
 // Limits enforced by the decoder.
 const (
-	MaxDepth    = 32
-	MaxElements = 1 << 16 // elements of one repeated field
+	// MaxDepth is the deepest nesting of messages that decodes; the
+	// outermost message is at depth 0.
+	MaxDepth = 32
+	// MaxElements bounds the elements of one repeated field. Lengths need
+	// no limit of their own, since they cannot exceed the input; the element
+	// count caps how much a decoder may allocate per input byte.
+	MaxElements = 1 << 20
 )
 
-// ErrNonCanonical wraps every decoding error.
+// ErrNonCanonical is wrapped by every error that reports a malformed or
+// non-canonical input.
 var ErrNonCanonical = errors.New("canon: non-canonical encoding")
+
+// Error says where and why an input is not canonical. It wraps
+// ErrNonCanonical.
+type Error struct {
+	Offset int    // byte offset in the input given to Unmarshal
+	Tag    uint32 // the field concerned, or 0
+	Reason string
+}
+
+func (e *Error) Error() string {
+	if e.Tag != 0 {
+		return fmt.Sprintf("canon: non-canonical encoding at byte %d, field %d: %s", e.Offset, e.Tag, e.Reason)
+	}
+	return fmt.Sprintf("canon: non-canonical encoding at byte %d: %s", e.Offset, e.Reason)
+}
+
+// Unwrap returns ErrNonCanonical.
+func (e *Error) Unwrap() error { return ErrNonCanonical }
 
 const (
 	wireVarint = 0
 	wireBytes  = 1
 )
 
-// Marshaler is implemented by types with a canonical encoding. It writes
-// fields in increasing tag order.
+// Marshaler is implemented by types with a canonical encoding.
+// MarshalCanonical calls the Encoder's methods in strictly increasing tag
+// order, once per field; the Encoder panics otherwise.
 type Marshaler interface{ MarshalCanonical(e *Encoder) }
 
-// Unmarshaler is implemented by types that decode from the canonical form. It
-// reads fields in increasing tag order.
+// Unmarshaler is implemented by types that decode from the canonical form.
+// UnmarshalCanonical calls the Decoder's methods in strictly increasing tag
+// order, once per field, and may call Fail to reject values it finds
+// semantically invalid. It need not check Err between calls: after an error
+// every read returns a zero value.
 type Unmarshaler interface{ UnmarshalCanonical(d *Decoder) }
 
-// Marshal returns the canonical encoding of m.
+// Marshal returns the canonical encoding of m. A message whose fields all hold
+// their zero values encodes to nothing (a nil slice).
 func Marshal(m Marshaler) []byte {
 	var e Encoder
 	m.MarshalCanonical(&e)
 	return e.b
 }
 
-// Unmarshal decodes b into m, rejecting anything non-canonical.
+// Unmarshal decodes b into m, rejecting anything non-canonical: every field
+// in b must be read by m, in order. Encoding errors are *Error values (which
+// wrap ErrNonCanonical); an error m reported with Fail is returned unchanged.
+// Byte fields are copies, so b may be reused afterwards.
 func Unmarshal(b []byte, m Unmarshaler) error {
-	d := &Decoder{b: b}
+	d := &Decoder{b: b, size: len(b)}
 	m.UnmarshalCanonical(d)
 	d.end()
 	return d.err
 }
 
-// Encoder appends fields.
+// Encoder appends fields to a message. The zero value is ready to use.
 type Encoder struct {
 	b    []byte
-	last uint32
+	last uint32 // last tag written (or skipped as zero)
 }
 
-func (e *Encoder) key(tag uint32, wire uint64) {
-	if tag == 0 || tag < e.last {
+// field checks the order of fields, which is a programming error to break.
+func (e *Encoder) field(tag uint32) {
+	if tag == 0 || tag <= e.last {
 		panic(fmt.Sprintf("canon: field %d written after field %d", tag, e.last))
 	}
 	e.last = tag
+}
+
+func (e *Encoder) key(tag uint32, wire uint64) {
 	e.b = binary.AppendUvarint(e.b, uint64(tag)<<1|wire)
-}
-
-// Uint writes an unsigned integer; 0 is omitted.
-func (e *Encoder) Uint(tag uint32, v uint64) {
-	if v != 0 {
-		e.key(tag, wireVarint)
-		e.b = binary.AppendUvarint(e.b, v)
-	}
-}
-
-// Int writes a signed integer (zigzag); 0 is omitted.
-func (e *Encoder) Int(tag uint32, v int64) { e.Uint(tag, uint64(v<<1)^uint64(v>>63)) }
-
-// Bool writes true as 1; false is omitted.
-func (e *Encoder) Bool(tag uint32, v bool) {
-	if v {
-		e.Uint(tag, 1)
-	}
-}
-
-// Bytes writes a byte string; empty is omitted.
-func (e *Encoder) Bytes(tag uint32, v []byte) {
-	if len(v) > 0 {
-		e.bytes(tag, v)
-	}
 }
 
 func (e *Encoder) bytes(tag uint32, v []byte) {
@@ -90,146 +103,181 @@ func (e *Encoder) bytes(tag uint32, v []byte) {
 	e.b = append(e.b, v...)
 }
 
-// String writes a UTF-8 string; empty is omitted. Invalid UTF-8 panics: it
-// could not be decoded.
-func (e *Encoder) String(tag uint32, v string) {
-	if !utf8.ValidString(v) {
-		panic("canon: invalid UTF-8 in string field")
+// Uint writes an unsigned integer; 0 is omitted.
+func (e *Encoder) Uint(tag uint32, v uint64) {
+	e.field(tag)
+	if v != 0 {
+		e.key(tag, wireVarint)
+		e.b = binary.AppendUvarint(e.b, v)
 	}
-	e.Bytes(tag, []byte(v))
 }
 
-// Message writes a nested message; one that encodes to nothing is omitted.
+// Int writes a signed integer, zigzag-encoded (0, -1, 1, -2 ... become 0,
+// 1, 2, 3 ...); 0 is omitted.
+func (e *Encoder) Int(tag uint32, v int64) { e.Uint(tag, uint64(v<<1)^uint64(v>>63)) }
+
+// Bool writes true as the integer 1; false is omitted.
+func (e *Encoder) Bool(tag uint32, v bool) {
+	var u uint64
+	if v {
+		u = 1
+	}
+	e.Uint(tag, u)
+}
+
+// Bytes writes a byte string; an empty one is omitted.
+func (e *Encoder) Bytes(tag uint32, v []byte) {
+	e.field(tag)
+	if len(v) > 0 {
+		e.bytes(tag, v)
+	}
+}
+
+// String writes a string; "" is omitted. Invalid UTF-8 sequences are written
+// as U+FFFD, so that what is written always decodes; use Bytes for data that
+// must survive byte for byte.
+func (e *Encoder) String(tag uint32, v string) {
+	e.Bytes(tag, []byte(strings.ToValidUTF8(v, "\uFFFD")))
+}
+
+// Message writes a nested message. A nil m, or one that encodes to nothing,
+// is omitted, so a decoder cannot tell an absent message from an empty one.
 func (e *Encoder) Message(tag uint32, m Marshaler) {
+	e.field(tag)
+	if m == nil {
+		return
+	}
 	if b := Marshal(m); len(b) > 0 {
 		e.bytes(tag, b)
 	}
 }
 
-// Strings writes a repeated string field; every element is present, even "".
+// Strings writes a repeated string field. Every element is written, even "",
+// so the list decodes with its length intact; invalid UTF-8 is replaced as in
+// String. An empty list writes nothing.
 func (e *Encoder) Strings(tag uint32, v []string) {
+	e.field(tag)
 	for _, s := range v {
-		if !utf8.ValidString(s) {
-			panic("canon: invalid UTF-8 in string field")
-		}
-		e.bytes(tag, []byte(s))
+		e.bytes(tag, []byte(strings.ToValidUTF8(s, "\uFFFD")))
 	}
 }
 
-// BytesList writes a repeated bytes field.
+// BytesList writes a repeated bytes field; every element is written, even an
+// empty one.
 func (e *Encoder) BytesList(tag uint32, v [][]byte) {
+	e.field(tag)
 	for _, b := range v {
 		e.bytes(tag, b)
 	}
 }
 
-// Messages writes a repeated message field of n elements.
+// Messages writes a repeated message field of n elements, elem(0) to
+// elem(n-1). Every element is written, even an empty one.
 func (e *Encoder) Messages(tag uint32, n int, elem func(i int) Marshaler) {
+	e.field(tag)
 	for i := range n {
 		e.bytes(tag, Marshal(elem(i)))
 	}
 }
 
-// Decoder reads fields in increasing tag order. Its error is sticky: after
-// the first problem every read returns a zero value and Err reports it.
+// Decoder reads the fields of one message in increasing tag order. Its error
+// is sticky: after the first problem every read returns a zero value and Err
+// reports the problem.
 type Decoder struct {
 	b     []byte
+	size  int    // len(b) at the start
+	base  int    // offset of b's start in the outermost input
 	last  uint32 // last tag asked for
 	depth int
 	err   error
 }
 
-// Fail records err (for semantic checks inside UnmarshalCanonical).
+// Fail records err, for semantic checks inside UnmarshalCanonical. Only the
+// first error is kept.
 func (d *Decoder) Fail(err error) {
-	if d.err == nil {
+	if d.err == nil && err != nil {
 		d.err = err
 	}
 }
 
-// Err returns the first error met.
+// Err returns the first error met, or nil.
 func (d *Decoder) Err() error { return d.err }
 
-func (d *Decoder) failf(format string, args ...any) {
-	d.Fail(fmt.Errorf("%w: %s", ErrNonCanonical, fmt.Sprintf(format, args...)))
+func (d *Decoder) offset() int { return d.base + d.size - len(d.b) }
+
+func (d *Decoder) failf(tag uint32, format string, args ...any) {
+	d.Fail(&Error{Offset: d.offset(), Tag: tag, Reason: fmt.Sprintf(format, args...)})
 }
 
 // uvarint reads a minimal uvarint.
-func (d *Decoder) uvarint() (uint64, bool) {
+func (d *Decoder) uvarint(tag uint32) (uint64, bool) {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.failf("bad varint")
+	switch {
+	case n == 0:
+		d.failf(tag, "truncated varint")
 		return 0, false
-	}
-	if n != len(binary.AppendUvarint(nil, v)) {
-		d.failf("non-minimal varint")
+	case n < 0:
+		d.failf(tag, "varint overflows 64 bits")
+		return 0, false
+	case n > 1 && d.b[n-1] == 0:
+		d.failf(tag, "non-minimal varint")
 		return 0, false
 	}
 	d.b = d.b[n:]
 	return v, true
 }
 
-// peek returns the next field's tag and wire type without consuming it.
+// peek returns the next field's tag and wire type without consuming it. It
+// reports false at the end of the input or after an error.
 func (d *Decoder) peek() (tag uint32, wire uint64, ok bool) {
 	if d.err != nil || len(d.b) == 0 {
 		return 0, 0, false
 	}
 	save := d.b
-	k, ok := d.uvarint()
+	k, ok := d.uvarint(0)
 	d.b = save
 	if !ok {
 		return 0, 0, false
 	}
 	if k>>1 == 0 || k>>1 > math.MaxUint32 {
-		d.failf("bad field key")
+		d.failf(0, "field key %d out of range", k)
 		return 0, 0, false
 	}
 	return uint32(k >> 1), k & 1, true
 }
 
-// next consumes the field tag if it is next with the given wire type and
-// reports whether it was present.
+// next consumes the key of field tag if that field comes next with the given
+// wire type, and reports whether it did.
 func (d *Decoder) next(tag uint32, wire uint64) bool {
-	if d.err != nil {
-		return false
-	}
-	if tag <= d.last {
+	if tag == 0 || tag <= d.last {
 		panic(fmt.Sprintf("canon: field %d read after field %d", tag, d.last))
 	}
 	d.last = tag
 	t, w, ok := d.peek()
-	if !ok {
+	if !ok || t > tag {
 		return false
 	}
 	if t < tag {
-		d.failf("unexpected field %d", t)
-		return false
-	}
-	if t > tag {
+		d.failf(t, "unexpected field")
 		return false
 	}
 	if w != wire {
-		d.failf("field %d has wire type %d", t, w)
+		d.failf(t, "wire type %d", w)
 		return false
 	}
-	d.uvarint()
+	d.uvarint(t)
 	return true
 }
 
-func (d *Decoder) value(tag uint32) uint64 {
-	v, _ := d.uvarint()
-	if v == 0 && d.err == nil {
-		d.failf("field %d present with its zero value", tag)
-	}
-	return v
-}
-
-func (d *Decoder) raw() []byte {
-	n, ok := d.uvarint()
+// raw reads a length-prefixed value, aliasing the input.
+func (d *Decoder) raw(tag uint32) []byte {
+	start := d.offset()
+	n, ok := d.uvarint(tag)
 	if !ok {
 		return nil
 	}
 	if n > uint64(len(d.b)) {
-		d.failf("length %d past the end", n)
+		d.Fail(&Error{Offset: start, Tag: tag, Reason: fmt.Sprintf("length %d past the end", n)})
 		return nil
 	}
 	v := d.b[:n:n]
@@ -237,151 +285,185 @@ func (d *Decoder) raw() []byte {
 	return v
 }
 
-// afterSingular rejects a second occurrence of a singular field.
-func (d *Decoder) afterSingular(tag uint32) {
+// single rejects a second occurrence of a singular field.
+func (d *Decoder) single(tag uint32) {
 	if t, _, ok := d.peek(); ok && t == tag {
-		d.failf("field %d repeated", tag)
+		d.failf(tag, "singular field repeated")
 	}
 }
 
-// Uint reads an unsigned integer (0 when absent).
+// Uint reads an unsigned integer; it is 0 when absent.
 func (d *Decoder) Uint(tag uint32) uint64 {
+	start := d.offset()
 	if !d.next(tag, wireVarint) {
 		return 0
 	}
-	v := d.value(tag)
-	d.afterSingular(tag)
+	v, ok := d.uvarint(tag)
+	if ok && v == 0 {
+		d.Fail(&Error{Offset: start, Tag: tag, Reason: "zero value present"})
+	}
+	d.single(tag)
+	if d.err != nil {
+		return 0
+	}
 	return v
 }
 
-// Int reads a zigzag-encoded signed integer.
+// Int reads a zigzag-encoded signed integer; it is 0 when absent.
 func (d *Decoder) Int(tag uint32) int64 {
 	u := d.Uint(tag)
 	return int64(u>>1) ^ -int64(u&1)
 }
 
-// Bool reads a boolean.
+// Bool reads a boolean; it is false when absent. Only 1 encodes true.
 func (d *Decoder) Bool(tag uint32) bool {
+	start := d.offset()
 	v := d.Uint(tag)
 	if v > 1 {
-		d.failf("field %d: boolean %d", tag, v)
+		d.Fail(&Error{Offset: start, Tag: tag, Reason: fmt.Sprintf("boolean %d", v)})
+		return false
 	}
 	return v == 1
 }
 
-// Bytes reads a byte string (nil when absent).
-func (d *Decoder) Bytes(tag uint32) []byte {
+// present reads a singular length-prefixed field, rejecting an empty one.
+func (d *Decoder) present(tag uint32) ([]byte, bool) {
+	start := d.offset()
 	if !d.next(tag, wireBytes) {
-		return nil
+		return nil, false
 	}
-	v := d.raw()
-	if len(v) == 0 && d.err == nil {
-		d.failf("field %d present with its zero value", tag)
+	v := d.raw(tag)
+	if d.err == nil && len(v) == 0 {
+		d.Fail(&Error{Offset: start, Tag: tag, Reason: "zero value present"})
 	}
-	d.afterSingular(tag)
-	return v
+	d.single(tag)
+	return v, d.err == nil
 }
 
-// String reads a UTF-8 string.
+// Bytes reads a byte string; it is nil when absent. The result is a copy.
+func (d *Decoder) Bytes(tag uint32) []byte {
+	v, ok := d.present(tag)
+	if !ok {
+		return nil
+	}
+	return bytes.Clone(v)
+}
+
+// String reads a string, which must be valid UTF-8; it is "" when absent.
 func (d *Decoder) String(tag uint32) string {
-	v := d.Bytes(tag)
+	start := d.offset()
+	v, ok := d.present(tag)
+	if !ok {
+		return ""
+	}
 	if !utf8.Valid(v) {
-		d.failf("field %d: invalid UTF-8", tag)
+		d.Fail(&Error{Offset: start, Tag: tag, Reason: "invalid UTF-8"})
 		return ""
 	}
 	return string(v)
 }
 
-// Message reads a nested message and reports whether it was present.
+// Message decodes a nested message into m and reports whether it was present
+// and valid. An absent message leaves m untouched.
 func (d *Decoder) Message(tag uint32, m Unmarshaler) bool {
-	if !d.next(tag, wireBytes) {
+	start := d.offset()
+	v, ok := d.present(tag)
+	if !ok {
 		return false
 	}
-	v := d.raw()
-	if len(v) == 0 && d.err == nil {
-		d.failf("field %d present with its zero value", tag)
-	}
-	d.sub(v, m.UnmarshalCanonical)
-	d.afterSingular(tag)
+	// v is non-empty and followed by no second occurrence; its contents start
+	// after the key and length.
+	d.sub(v, start+keyLen(tag)+uvarintLen(uint64(len(v))), m.UnmarshalCanonical)
 	return d.err == nil
 }
 
-func (d *Decoder) sub(b []byte, fn func(*Decoder)) {
+func keyLen(tag uint32) int { return uvarintLen(uint64(tag) << 1) }
+
+func uvarintLen(v uint64) int {
+	var buf [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(buf[:], v)
+}
+
+// sub decodes b, found at offset base, with fn one level deeper.
+func (d *Decoder) sub(b []byte, base int, fn func(*Decoder)) {
 	if d.err != nil {
 		return
 	}
-	if d.depth+1 > MaxDepth {
-		d.failf("nested deeper than %d", MaxDepth)
+	if d.depth >= MaxDepth {
+		d.Fail(&Error{Offset: base, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)})
 		return
 	}
-	sd := &Decoder{b: b, depth: d.depth + 1}
+	sd := &Decoder{b: b, size: len(b), base: base, depth: d.depth + 1}
 	fn(sd)
 	sd.end()
 	d.Fail(sd.err)
 }
 
-// repeated calls fn for each element of a repeated field.
-func (d *Decoder) repeated(tag uint32, fn func(v []byte)) {
+// repeated calls fn with each element of a repeated field and the element's
+// offset, stopping at the first error.
+func (d *Decoder) repeated(tag uint32, fn func(v []byte, at int)) {
+	if !d.next(tag, wireBytes) {
+		return
+	}
 	for i := 0; ; i++ {
-		if i == 0 {
-			if !d.next(tag, wireBytes) {
-				return
-			}
-		} else {
-			t, w, ok := d.peek()
-			if !ok || t != tag {
-				return
-			}
-			if w != wireBytes {
-				d.failf("field %d has wire type %d", t, w)
-				return
-			}
-			d.uvarint()
-		}
-		if i >= MaxElements {
-			d.failf("field %d has more than %d elements", tag, MaxElements)
+		if i == MaxElements {
+			d.failf(tag, "more than %d elements", MaxElements)
 			return
 		}
-		v := d.raw()
+		v := d.raw(tag)
 		if d.err != nil {
 			return
 		}
-		fn(v)
+		fn(v, d.offset()-len(v))
+		t, w, ok := d.peek()
+		if !ok || t != tag {
+			return
+		}
+		if w != wireBytes {
+			d.failf(t, "wire type %d", w)
+			return
+		}
+		d.uvarint(t)
 	}
 }
 
-// Strings reads a repeated string field.
+// Strings reads a repeated string field; it is nil when absent.
 func (d *Decoder) Strings(tag uint32) []string {
 	var out []string
-	d.repeated(tag, func(v []byte) {
+	d.repeated(tag, func(v []byte, at int) {
 		if !utf8.Valid(v) {
-			d.failf("field %d: invalid UTF-8", tag)
+			d.Fail(&Error{Offset: at, Tag: tag, Reason: "invalid UTF-8"})
+			return
 		}
 		out = append(out, string(v))
 	})
+	if d.err != nil {
+		return nil
+	}
 	return out
 }
 
-// BytesList reads a repeated bytes field.
+// BytesList reads a repeated bytes field; it is nil when absent. The elements
+// are copies; an empty element is a non-nil empty slice.
 func (d *Decoder) BytesList(tag uint32) [][]byte {
 	var out [][]byte
-	d.repeated(tag, func(v []byte) { out = append(out, v) })
+	d.repeated(tag, func(v []byte, _ int) { out = append(out, append([]byte{}, v...)) })
+	if d.err != nil {
+		return nil
+	}
 	return out
 }
 
-// Messages reads a repeated message field, calling elem with a decoder for
-// each element.
+// Messages reads a repeated message field, calling elem with a fresh Decoder
+// for each element in order. Each element must be read completely, like a
+// message passed to Unmarshal.
 func (d *Decoder) Messages(tag uint32, elem func(d *Decoder)) {
-	d.repeated(tag, func(v []byte) { d.sub(v, elem) })
+	d.repeated(tag, func(v []byte, at int) { d.sub(v, at, elem) })
 }
 
 // end rejects whatever was not read.
 func (d *Decoder) end() {
-	if d.err == nil && len(d.b) > 0 {
-		if t, _, ok := d.peek(); ok {
-			d.failf("unexpected field %d", t)
-		} else if d.err == nil {
-			d.failf("trailing bytes")
-		}
+	if t, _, ok := d.peek(); ok {
+		d.failf(t, "unexpected field")
 	}
 }
