@@ -2,51 +2,156 @@ package synth
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"math"
-	"math/big"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
+	"runtime"
 	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
-// Patient is the demographics written into every instance.
+// ErrSpec is wrapped by every error about a Spec that cannot be generated.
+var ErrSpec = errors.New("synth: invalid spec")
+
+// Patient is the demographics written into every instance of a study.
 type Patient struct {
-	Family, Given, ID, Issuer, BirthDate, Sex string
+	Family    string `json:"family"`
+	Given     string `json:"given"`
+	ID        string `json:"id"`
+	Issuer    string `json:"issuer"`
+	BirthDate string `json:"birth_date"` // YYYYMMDD or empty
+	Sex       string `json:"sex"`        // M, F, O or empty
 }
 
-// Spec describes a study to generate.
+// Spec describes a study to generate. Every file is a pure function of it.
 type Spec struct {
-	Preset      string // ct, mr or cr
-	Slices      int    // CT slices, or MR images per series
+	Preset string // ct, mr or cr
+	// Slices is the number of axial slices (ct), images per series (mr), or
+	// views (cr: posteroanterior, then left lateral, alternating).
+	Slices      int
 	Rows, Cols  int
-	Seed        int64
+	Seed        int64 // UIDs, times and noise derive from it
 	Patient     Patient
-	StudyDate   string
+	StudyDate   string // YYYYMMDD
 	Accession   string
 	Description string
+	Referrer    string // referring physician, FAMILY^GIVEN; may be empty
+	Institution string // may be empty
 }
 
-// DefaultSpec returns the spec of a preset.
+// Presets lists the presets DefaultSpec knows.
+var Presets = []string{"ct", "mr", "cr"}
+
+// DefaultSpec returns the spec of a preset with seed 1: ct is 400 axial
+// slices of 512x512 (about 210 MB), mr four series of 24 images of 256x256,
+// cr one 1024x1024 chest radiograph.
 func DefaultSpec(preset string) (Spec, error) {
-	p := Patient{Family: "DOE", Given: "JANE", ID: "MRN0001", Issuer: "RURAL-HOSP", BirthDate: "19580214", Sex: "F"}
+	s := Spec{
+		Preset:      preset,
+		Seed:        1,
+		Patient:     Patient{Family: "DOE", Given: "JANE", ID: "MRN0001", Issuer: "RURAL-HOSP", BirthDate: "19580214", Sex: "F"},
+		Referrer:    "REFERRER^ROSA",
+		Institution: "RURAL HOSPITAL",
+	}
 	switch preset {
 	case "ct":
-		return Spec{Preset: "ct", Slices: 400, Rows: 512, Cols: 512, Seed: 1, Patient: p, StudyDate: "20260301", Accession: "ACC1001", Description: "CT CHEST ABDOMEN PELVIS"}, nil
+		s.Slices, s.Rows, s.Cols = 400, 512, 512
+		s.StudyDate, s.Accession, s.Description = "20260301", "ACC1001", "CT CHEST ABDOMEN PELVIS"
 	case "mr":
-		return Spec{Preset: "mr", Slices: 24, Rows: 256, Cols: 256, Seed: 1, Patient: p, StudyDate: "20260115", Accession: "ACC1002", Description: "MR BRAIN"}, nil
+		s.Slices, s.Rows, s.Cols = 24, 256, 256
+		s.StudyDate, s.Accession, s.Description = "20260115", "ACC1002", "MR BRAIN"
 	case "cr":
-		return Spec{Preset: "cr", Slices: 1, Rows: 1024, Cols: 1024, Seed: 1, Patient: p, StudyDate: "20251120", Accession: "ACC1003", Description: "CR CHEST PA"}, nil
+		s.Slices, s.Rows, s.Cols = 1, 1024, 1024
+		s.StudyDate, s.Accession, s.Description = "20251120", "ACC1003", "CR CHEST"
+	default:
+		return Spec{}, fmt.Errorf("%w: unknown preset %q (want ct, mr or cr)", ErrSpec, preset)
 	}
-	return Spec{}, fmt.Errorf("synth: unknown preset %q (want ct, mr or cr)", preset)
+	return s, nil
+}
+
+// Validate reports whether the spec can be generated: a known preset, sizes
+// within bounds, dates that are dates, and text that fits its DICOM value
+// representation (no backslash, no control characters, within length).
+func (s Spec) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrSpec}, a...)...)
+	}
+	switch s.Preset {
+	case "ct", "mr", "cr":
+	default:
+		return bad("unknown preset %q (want ct, mr or cr)", s.Preset)
+	}
+	if s.Rows < 16 || s.Rows > 4096 || s.Cols < 16 || s.Cols > 4096 {
+		return bad("rows and cols must be within 16..4096, not %dx%d", s.Rows, s.Cols)
+	}
+	if s.Slices < 1 || s.Slices > 10000 {
+		return bad("slices must be within 1..10000, not %d", s.Slices)
+	}
+	if !isDate(s.StudyDate) {
+		return bad("study date %q is not YYYYMMDD", s.StudyDate)
+	}
+	if s.Patient.BirthDate != "" && !isDate(s.Patient.BirthDate) {
+		return bad("birth date %q is not YYYYMMDD", s.Patient.BirthDate)
+	}
+	switch s.Patient.Sex {
+	case "", "M", "F", "O":
+	default:
+		return bad("sex %q is not M, F, O or empty", s.Patient.Sex)
+	}
+	for _, f := range []struct {
+		name, v, forbid string
+		max             int
+	}{
+		{"family name", s.Patient.Family, `\^=`, 64},
+		{"given name", s.Patient.Given, `\^=`, 64},
+		{"patient name", s.Patient.Family + "^" + s.Patient.Given, `\=`, 64},
+		{"patient id", s.Patient.ID, `\`, 64},
+		{"issuer", s.Patient.Issuer, `\`, 64},
+		{"accession", s.Accession, `\`, 16},
+		{"description", s.Description, `\`, 64},
+		{"referrer", s.Referrer, `\=`, 64},
+		{"institution", s.Institution, `\`, 64},
+	} {
+		if n := utf8.RuneCountInString(f.v); n > f.max {
+			return bad("%s is %d characters, at most %d", f.name, n, f.max)
+		}
+		if !utf8.ValidString(f.v) || strings.ContainsAny(f.v, f.forbid) || strings.IndexFunc(f.v, unicode.IsControl) >= 0 {
+			return bad("%s holds a character its VR forbids", f.name)
+		}
+		if f.v != strings.TrimSpace(f.v) {
+			return bad("%s has leading or trailing spaces", f.name)
+		}
+	}
+	return nil
+}
+
+func isDate(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	_, err := time.Parse("20060102", s)
+	return err == nil
+}
+
+// Series describes one series of a generated study.
+type Series struct {
+	Number      int    `json:"number"`
+	UID         string `json:"series_uid"`
+	Modality    string `json:"modality"`
+	Description string `json:"description"`
+	BodyPart    string `json:"body_part"`
+	Instances   int    `json:"instances"`
 }
 
 // File is one written instance.
 type File struct {
-	Path              string
+	Path              string // as written: dir joined with the relative name
 	SOPInstanceUID    string
 	SeriesInstanceUID string
 	Size              int64
@@ -57,281 +162,177 @@ type File struct {
 type Study struct {
 	UID     string
 	Patient Patient
+	Series  []Series
 	Files   []File
 }
 
-const (
-	ctStorage  = "1.2.840.10008.5.1.4.1.1.2"
-	mrStorage  = "1.2.840.10008.5.1.4.1.1.4"
-	crStorage  = "1.2.840.10008.5.1.4.1.1.1"
-	explicitLE = "1.2.840.10008.1.2.1"
-	implUID    = "2.25.190312284178916410429134418421765013043"
-)
-
-// uid derives a deterministic 2.25 UID from parts.
-func uid(parts ...any) string {
-	h := sha256.Sum256([]byte(fmt.Sprint(parts...)))
-	return "2.25." + new(big.Int).SetBytes(h[:15]).String()
-}
-
-type series struct {
-	number      int
-	modality    string
-	description string
-	bodyPart    string
-	sopClass    string
-	images      int
-}
-
-func (s Spec) series() []series {
-	switch s.Preset {
-	case "mr":
-		return []series{
-			{1, "MR", "T1 AX", "BRAIN", mrStorage, s.Slices},
-			{2, "MR", "T2 AX", "BRAIN", mrStorage, s.Slices},
-			{3, "MR", "FLAIR AX", "BRAIN", mrStorage, s.Slices},
-			{4, "MR", "T1 SAG", "BRAIN", mrStorage, s.Slices},
-		}
-	case "cr":
-		return []series{{1, "CR", "CHEST PA", "CHEST", crStorage, 1}}
+// Bytes is the total size of the study's files.
+func (s Study) Bytes() int64 {
+	var n int64
+	for _, f := range s.Files {
+		n += f.Size
 	}
-	return []series{{1, "CT", "AXIAL 1.25MM", "CHEST", ctStorage, s.Slices}}
+	return n
 }
 
-// Instances generates every instance of the study and hands it to fn, in
-// order, without touching the disk.
+// ManifestName is the file Write puts beside the series folders.
+const ManifestName = "manifest.json"
+
+// Manifest is the content of manifest.json: the spec, the UIDs and every
+// file's relative path, size and SHA-256. It is itself a pure function of the
+// Spec.
+type Manifest struct {
+	Generator   string         `json:"generator"`
+	Preset      string         `json:"preset"`
+	Seed        int64          `json:"seed"`
+	Rows        int            `json:"rows"`
+	Cols        int            `json:"cols"`
+	StudyUID    string         `json:"study_uid"`
+	StudyDate   string         `json:"study_date"`
+	Accession   string         `json:"accession"`
+	Description string         `json:"description"`
+	Patient     Patient        `json:"patient"`
+	Series      []Series       `json:"series"`
+	Files       []ManifestFile `json:"files"`
+	TotalFiles  int            `json:"total_files"`
+	TotalBytes  int64          `json:"total_bytes"`
+}
+
+// ManifestFile is one instance in a Manifest.
+type ManifestFile struct {
+	Path              string `json:"path"` // relative, slash-separated
+	SOPInstanceUID    string `json:"sop_instance_uid"`
+	SeriesInstanceUID string `json:"series_instance_uid"`
+	Size              int64  `json:"size"`
+	SHA256            string `json:"sha256"` // hex
+}
+
+// Instances generates every instance of the study in order (series by
+// series, instance by instance) and hands each to fn with its relative name,
+// "<series#>/<instance#>.dcm", without touching the disk. The data slice is
+// fn's to keep. Instances are built in parallel (GOMAXPROCS workers); fn is
+// called from one goroutine at a time. An error from fn stops generation and
+// is returned as is.
 func Instances(spec Spec, fn func(name string, data []byte) error) error {
-	if spec.Rows <= 0 || spec.Cols <= 0 || spec.Slices <= 0 {
-		return fmt.Errorf("synth: rows, cols and slices must be positive")
-	}
-	studyUID := uid("study", spec.Seed, spec.Preset)
-	for _, se := range spec.series() {
-		seriesUID := uid("series", spec.Seed, spec.Preset, se.number)
-		for i := 0; i < se.images; i++ {
-			data := spec.instance(studyUID, seriesUID, se, i)
-			if err := fn(fmt.Sprintf("%d/%04d.dcm", se.number, i+1), data); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return generate(spec, false, func(it item) error { return fn(it.name, it.data) })
 }
 
-// Write writes the study below dir as <series>/<instance>.dcm.
+// Write generates the study below dir as <series#>/<instance#>.dcm plus
+// manifest.json, creating the folders it needs and overwriting files of the
+// same names.
 func Write(dir string, spec Spec) (Study, error) {
-	st := Study{UID: uid("study", spec.Seed, spec.Preset), Patient: spec.Patient}
-	err := Instances(spec, func(name string, data []byte) error {
-		path := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
+	g, err := newGenerator(spec)
+	if err != nil {
+		return Study{}, err
+	}
+	st := Study{UID: g.studyUID, Patient: spec.Patient, Series: g.seriesList()}
+	m := Manifest{
+		Generator: "dicomesh internal/synth", Preset: spec.Preset, Seed: spec.Seed,
+		Rows: spec.Rows, Cols: spec.Cols, StudyUID: g.studyUID, StudyDate: spec.StudyDate,
+		Accession: spec.Accession, Description: spec.Description, Patient: spec.Patient,
+		Series: st.Series,
+	}
+	made := map[string]bool{}
+	err = g.run(true, func(it item) error {
+		path := filepath.Join(dir, filepath.FromSlash(it.name))
+		if d := filepath.Dir(path); !made[d] {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("synth: %w", err)
+			}
+			made[d] = true
 		}
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			return err
+		if err := os.WriteFile(path, it.data, 0o644); err != nil {
+			return fmt.Errorf("synth: %w", err)
 		}
-		e := parseIDs(data)
-		st.Files = append(st.Files, File{Path: path, SOPInstanceUID: e[0], SeriesInstanceUID: e[1], Size: int64(len(data)), SHA256: sha256.Sum256(data)})
+		st.Files = append(st.Files, File{Path: path, SOPInstanceUID: it.sop, SeriesInstanceUID: it.series, Size: int64(len(it.data)), SHA256: it.sum})
+		m.Files = append(m.Files, ManifestFile{Path: it.name, SOPInstanceUID: it.sop, SeriesInstanceUID: it.series, Size: int64(len(it.data)), SHA256: hex.EncodeToString(it.sum[:])})
+		m.TotalBytes += int64(len(it.data))
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return st, err
+	}
+	m.TotalFiles = len(m.Files)
+	b, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return st, fmt.Errorf("synth: encode manifest: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ManifestName), append(b, '\n'), 0o644); err != nil {
+		return st, fmt.Errorf("synth: %w", err)
+	}
+	return st, nil
 }
 
-// instance builds one Part 10 file.
-func (s Spec) instance(studyUID, seriesUID string, se series, i int) []byte {
-	sopUID := uid("sop", s.Seed, s.Preset, se.number, i)
-	var d dataset
-	d.add(0x0008, 0x0008, "CS", "ORIGINAL\\PRIMARY\\AXIAL")
-	d.add(0x0008, 0x0016, "UI", se.sopClass)
-	d.add(0x0008, 0x0018, "UI", sopUID)
-	d.add(0x0008, 0x0020, "DA", s.StudyDate)
-	d.add(0x0008, 0x0030, "TM", "101500")
-	d.add(0x0008, 0x0050, "SH", s.Accession)
-	d.add(0x0008, 0x0060, "CS", se.modality)
-	d.add(0x0008, 0x0070, "LO", "DICOMESH SYNTH")
-	d.add(0x0008, 0x0090, "PN", "REFERRER^ROSA")
-	d.add(0x0008, 0x1030, "LO", s.Description)
-	d.add(0x0008, 0x103E, "LO", se.description)
-	d.add(0x0010, 0x0010, "PN", s.Patient.Family+"^"+s.Patient.Given)
-	d.add(0x0010, 0x0020, "LO", s.Patient.ID)
-	d.add(0x0010, 0x0021, "LO", s.Patient.Issuer)
-	d.add(0x0010, 0x0030, "DA", s.Patient.BirthDate)
-	d.add(0x0010, 0x0040, "CS", s.Patient.Sex)
-	d.add(0x0018, 0x0015, "CS", se.bodyPart)
-	if se.modality != "CR" {
-		d.add(0x0018, 0x0050, "DS", "1.25")
-	}
-	d.add(0x0020, 0x000D, "UI", studyUID)
-	d.add(0x0020, 0x000E, "UI", seriesUID)
-	d.add(0x0020, 0x0010, "SH", "1")
-	d.add(0x0020, 0x0011, "IS", strconv.Itoa(se.number))
-	d.add(0x0020, 0x0013, "IS", strconv.Itoa(i+1))
-	if se.modality != "CR" {
-		z := fmt.Sprintf("%.2f", -float64(i)*1.25)
-		d.add(0x0020, 0x0032, "DS", "-250\\-250\\"+z)
-		d.add(0x0020, 0x0037, "DS", "1\\0\\0\\0\\1\\0")
-		d.add(0x0020, 0x1041, "DS", z)
-	}
-	d.addUS(0x0028, 0x0002, 1)
-	d.add(0x0028, 0x0004, "CS", "MONOCHROME2")
-	d.addUS(0x0028, 0x0010, uint16(s.Rows))
-	d.addUS(0x0028, 0x0011, uint16(s.Cols))
-	d.add(0x0028, 0x0030, "DS", "0.976\\0.976")
-	d.addUS(0x0028, 0x0100, 16)
-	d.addUS(0x0028, 0x0101, 12)
-	d.addUS(0x0028, 0x0102, 11)
-	signed := uint16(0)
-	if se.modality == "CT" {
-		signed = 1
-	}
-	d.addUS(0x0028, 0x0103, signed)
-	if se.modality == "CT" {
-		d.add(0x0028, 0x1050, "DS", "40")
-		d.add(0x0028, 0x1051, "DS", "400")
-		d.add(0x0028, 0x1052, "DS", "-1024")
-		d.add(0x0028, 0x1053, "DS", "1")
-	}
-	d.addRaw(0x7FE0, 0x0010, "OW", s.pixels(se, i))
-
-	var meta dataset
-	meta.addRaw(0x0002, 0x0001, "OB", []byte{0, 1})
-	meta.add(0x0002, 0x0002, "UI", se.sopClass)
-	meta.add(0x0002, 0x0003, "UI", sopUID)
-	meta.add(0x0002, 0x0010, "UI", explicitLE)
-	meta.add(0x0002, 0x0012, "UI", implUID)
-	meta.add(0x0002, 0x0013, "SH", "DICOMESH_SYNTH")
-	out := make([]byte, 128, 128+4+12+len(meta.b)+len(d.b))
-	out = append(out, "DICM"...)
-	var gl dataset
-	gl.addUL(0x0002, 0x0000, uint32(len(meta.b)))
-	out = append(out, gl.b...)
-	out = append(out, meta.b...)
-	return append(out, d.b...)
+// item is one generated instance.
+type item struct {
+	name, sop, series string
+	data              []byte
+	sum               [32]byte // only when hashing was asked for
 }
 
-// pixels renders a body-like phantom: an ellipse of soft tissue with lungs,
-// a spine and noise for CT; a head with ventricles for MR.
-func (s Spec) pixels(se series, i int) []byte {
-	rows, cols := s.Rows, s.Cols
-	rng := rand.New(rand.NewPCG(uint64(s.Seed), uint64(se.number)<<32|uint64(i)))
-	t := 0.5
-	if se.images > 1 {
-		t = float64(i) / float64(se.images-1)
+func generate(spec Spec, hash bool, fn func(item) error) error {
+	g, err := newGenerator(spec)
+	if err != nil {
+		return err
 	}
-	cy, cx := float64(rows)/2, float64(cols)/2
-	ry := float64(rows) * (0.30 + 0.05*math.Sin(math.Pi*t))
-	rx := float64(cols) * (0.42 + 0.03*math.Sin(math.Pi*t))
-	out := make([]byte, rows*cols*2)
-	for y := 0; y < rows; y++ {
-		dy := (float64(y) - cy) / ry
-		for x := 0; x < cols; x++ {
-			dx := (float64(x) - cx) / rx
-			var v float64
-			inBody := dx*dx+dy*dy <= 1
-			switch se.modality {
-			case "CT":
-				v = -1000
-				if inBody {
-					v = 40
-					lr := 0.18 * (1 - math.Abs(t-0.5))
-					for _, side := range []float64{-1, 1} {
-						ly := (float64(y) - cy) / (float64(rows)*lr + 1)
-						lx := (float64(x) - cx - side*float64(cols)*0.18) / (float64(cols)*lr*0.8 + 1)
-						if lx*lx+ly*ly <= 1 {
-							v = -850
-						}
-					}
-					sy, sx := float64(y)-cy-float64(rows)*0.2, float64(x)-cx
-					if sy*sy+sx*sx <= math.Pow(float64(rows)*0.04, 2) {
-						v = 700
-					}
+	return g.run(hash, fn)
+}
+
+// run builds the instances on GOMAXPROCS workers and delivers them to fn in
+// order. At most about twice as many instances as workers are in memory at
+// once. Every goroutine it starts has returned when it returns.
+func (g *generator) run(hash bool, fn func(item) error) error {
+	type job struct {
+		se  *seriesPlan
+		i   int
+		out chan item
+	}
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan job)
+	order := make(chan job, 2*workers)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // feeder: queues each job for delivery, then for a worker
+		defer wg.Done()
+		defer close(jobs)
+		defer close(order)
+		for _, se := range g.series {
+			for i := range se.Instances {
+				j := job{se, i, make(chan item, 1)}
+				select {
+				case order <- j:
+				case <-done:
+					return
 				}
-				v += rng.NormFloat64() * 12
-				v = math.Max(0, math.Min(4095, v+1024))
-			default:
-				if inBody {
-					v = 900
-					if dx*dx+dy*dy <= 0.72 {
-						v = 1400
-					}
-					if (dx/0.1)*(dx/0.1)+(dy/0.2)*(dy/0.2) <= 1 {
-						v = 2600
-					}
+				select {
+				case jobs <- j:
+				case <-done:
+					return
 				}
-				v = math.Max(0, math.Min(4095, v+math.Abs(rng.NormFloat64()*25)))
 			}
-			binary.LittleEndian.PutUint16(out[2*(y*cols+x):], uint16(int16(v)))
+		}
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				it := g.instance(j.se, j.i)
+				if hash {
+					it.sum = sha256.Sum256(it.data)
+				}
+				j.out <- it // buffered: never blocks
+			}
+		}()
+	}
+	var err error
+	for j := range order {
+		if err = fn(<-j.out); err != nil {
+			break
 		}
 	}
-	return out
-}
-
-// dataset accumulates explicit VR little endian elements in the order added
-// (callers add them in tag order).
-type dataset struct{ b []byte }
-
-var longVR = map[string]bool{"OB": true, "OW": true, "OF": true, "SQ": true, "UT": true, "UN": true}
-
-func (d *dataset) header(group, elem uint16, vr string, n int) {
-	d.b = binary.LittleEndian.AppendUint16(d.b, group)
-	d.b = binary.LittleEndian.AppendUint16(d.b, elem)
-	d.b = append(d.b, vr...)
-	if longVR[vr] {
-		d.b = append(d.b, 0, 0)
-		d.b = binary.LittleEndian.AppendUint32(d.b, uint32(n))
-	} else {
-		d.b = binary.LittleEndian.AppendUint16(d.b, uint16(n))
-	}
-}
-
-func (d *dataset) add(group, elem uint16, vr, value string) {
-	if len(value)%2 == 1 {
-		if vr == "UI" {
-			value += "\x00"
-		} else {
-			value += " "
-		}
-	}
-	d.header(group, elem, vr, len(value))
-	d.b = append(d.b, value...)
-}
-
-func (d *dataset) addRaw(group, elem uint16, vr string, v []byte) {
-	d.header(group, elem, vr, len(v))
-	d.b = append(d.b, v...)
-}
-
-func (d *dataset) addUS(group, elem uint16, v uint16) {
-	d.header(group, elem, "US", 2)
-	d.b = binary.LittleEndian.AppendUint16(d.b, v)
-}
-
-func (d *dataset) addUL(group, elem uint16, v uint32) {
-	d.header(group, elem, "UL", 4)
-	d.b = binary.LittleEndian.AppendUint32(d.b, v)
-}
-
-// parseIDs returns the SOP Instance and Series Instance UIDs of a file this
-// package wrote, by walking its elements.
-func parseIDs(b []byte) [2]string {
-	var out [2]string
-	p := 132
-	for p+8 <= len(b) {
-		g := binary.LittleEndian.Uint16(b[p:])
-		e := binary.LittleEndian.Uint16(b[p+2:])
-		vr := string(b[p+4 : p+6])
-		var n, h int
-		if longVR[vr] {
-			n, h = int(binary.LittleEndian.Uint32(b[p+8:])), 12
-		} else {
-			n, h = int(binary.LittleEndian.Uint16(b[p+6:])), 8
-		}
-		v := strings.TrimRight(string(b[p+h:p+h+n]), "\x00 ")
-		switch {
-		case g == 0x0008 && e == 0x0018:
-			out[0] = v
-		case g == 0x0020 && e == 0x000E:
-			out[1] = v
-		}
-		p += h + n
-	}
-	return out
+	close(done)
+	wg.Wait()
+	return err
 }
