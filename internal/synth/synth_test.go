@@ -72,6 +72,21 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
+func TestSameBytesWhateverTheWorkers(t *testing.T) {
+	s := small(t, "mr")
+	_, want := collect(t, s)
+	for _, procs := range []int{1, 3, 8} {
+		old := runtime.GOMAXPROCS(procs)
+		_, got := collect(t, s)
+		runtime.GOMAXPROCS(old)
+		for i := range want {
+			if !bytes.Equal(want[i], got[i]) {
+				t.Fatalf("GOMAXPROCS=%d: instance %d differs", procs, i)
+			}
+		}
+	}
+}
+
 func TestInstanceNamesAndCounts(t *testing.T) {
 	for _, tc := range []struct {
 		preset string
