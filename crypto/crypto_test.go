@@ -3,6 +3,8 @@ package crypto
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -38,6 +40,10 @@ func TestIdentityTextRoundTrip(t *testing.T) {
 		"missing age":    seed + "\n",
 		"missing seed":   box + "\n",
 		"duplicate seed": seed + "\n" + seed + "\n" + box + "\n",
+		"duplicate age":  seed + "\n" + box + "\n" + box + "\n",
+		"garbage line":   seed + "\n" + box + "\nx\n",
+		"seed as text":   signPrefix + "not base64!\n" + box + "\n",
+		"padded seed":    seed + "=\n" + box + "\n",
 		"short seed":     signPrefix + "AAAA\n" + box + "\n",
 		"bad age":        seed + "\nAGE-SECRET-KEY-1XYZ\n",
 	} {
@@ -97,8 +103,15 @@ func TestStudyKeySealing(t *testing.T) {
 			t.Fatalf("decrypted %q", plain)
 		}
 	}
-	if _, err := OpenStudyKey(sealed, c.AgeIdentity()); err == nil {
-		t.Fatal("a third facility opened the sealed key")
+	if _, err := OpenStudyKey(sealed, c.AgeIdentity()); !errors.Is(err, ErrNotRecipient) {
+		t.Fatalf("a third facility opening the sealed key: %v", err)
+	}
+	if _, err := OpenStudyKey(sealed[:len(sealed)-1], a.AgeIdentity()); err == nil {
+		t.Fatal("truncated sealed key opened")
+	}
+	other, _ := GenerateStudyKey()
+	if _, err := other.Decrypt(bytes.NewReader(ct.Bytes())); !errors.Is(err, ErrNotRecipient) {
+		t.Fatalf("another study key decrypting: %v", err)
 	}
 	tampered := bytes.Clone(ct.Bytes())
 	tampered[len(tampered)-3] ^= 1
@@ -124,5 +137,82 @@ func TestDeriveKey(t *testing.T) {
 	}
 	if id.DeriveKey("a") == newID(t).DeriveKey("a") {
 		t.Fatal("two identities derived the same key")
+	}
+}
+
+func TestIdentityTextTolerance(t *testing.T) {
+	id := newID(t)
+	text, _ := id.MarshalText()
+	crlf := strings.ReplaceAll(string(text), "\n", "\r\n")
+	got, err := ParseIdentity([]byte("\n# a comment\n" + crlf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.SignKey().Equal(id.SignKey()) {
+		t.Fatal("parsed identity differs")
+	}
+}
+
+func TestGenerateIdentityUsesRand(t *testing.T) {
+	seed := bytes.Repeat([]byte{7}, 32)
+	a, err := GenerateIdentity(bytes.NewReader(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := GenerateIdentity(bytes.NewReader(seed))
+	if !a.SignKey().Equal(b.SignKey()) {
+		t.Fatal("one seed gave two signing keys")
+	}
+	if _, err := GenerateIdentity(bytes.NewReader(seed[:31])); err == nil {
+		t.Fatal("short randomness accepted")
+	}
+}
+
+func TestSecretsAreNotFormatted(t *testing.T) {
+	id := newID(t)
+	k, _ := GenerateStudyKey()
+	text, _ := id.MarshalText()
+	seedLine := strings.Split(strings.TrimSpace(string(text)), "\n")[3]
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
+		for _, v := range []any{id, k} {
+			out := fmt.Sprintf(verb, v)
+			for _, secret := range []string{
+				fmt.Sprintf("%x", id.PrivateSignKey().Seed()), strings.TrimPrefix(seedLine, signPrefix),
+				id.AgeIdentity().String(), k.id.String(), strings.TrimSuffix(fmt.Sprint([]byte(id.PrivateSignKey())[:8]), "]"),
+			} {
+				if strings.Contains(strings.ToUpper(out), strings.ToUpper(secret)) {
+					t.Errorf("%s of %T shows a secret: %s", verb, v, out)
+				}
+			}
+		}
+	}
+}
+
+func TestStudyKeyRandomAccess(t *testing.T) {
+	k, _ := GenerateStudyKey()
+	plain := bytes.Repeat([]byte("0123456789abcdef"), 10000) // several 64 KiB chunks
+	var ct bytes.Buffer
+	w, err := k.Encrypt(&ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(plain)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, size, err := k.DecryptReaderAt(bytes.NewReader(ct.Bytes()), int64(ct.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != int64(len(plain)) {
+		t.Fatalf("size %d, want %d", size, len(plain))
+	}
+	got := make([]byte, 100)
+	if _, err := r.ReadAt(got, 70000); err != nil || !bytes.Equal(got, plain[70000:70100]) {
+		t.Fatalf("ReadAt across a chunk boundary: %v", err)
+	}
+	other, _ := GenerateStudyKey()
+	if _, _, err := other.DecryptReaderAt(bytes.NewReader(ct.Bytes()), int64(ct.Len())); !errors.Is(err, ErrNotRecipient) {
+		t.Fatalf("another key: %v", err)
 	}
 }

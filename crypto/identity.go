@@ -92,6 +92,13 @@ func (id *Identity) MarshalText() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// String names the identity by its public signing key; the secrets are never
+// formatted.
+func (id *Identity) String() string { return fmt.Sprintf("facility identity %x", id.SignKey()) }
+
+// GoString is String, so that %#v does not print the secrets either.
+func (id *Identity) GoString() string { return id.String() }
+
 // Public returns the facility's public keys.
 func (id *Identity) Public() PublicIdentity {
 	return PublicIdentity{SignKey: id.SignKey(), Recipient: id.box.Recipient()}

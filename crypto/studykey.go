@@ -10,6 +10,10 @@ import (
 	"filippo.io/age"
 )
 
+// ErrNotRecipient reports ciphertext that was not encrypted or sealed to the
+// key that tried to open it.
+var ErrNotRecipient = errors.New("crypto: not a recipient")
+
 // StudyKey is the per-study age identity that a study's blocks are encrypted to.
 // Access is granted by sealing it to a recipient; the ciphertext never changes.
 type StudyKey struct {
@@ -28,6 +32,12 @@ func GenerateStudyKey() (*StudyKey, error) {
 // Recipient returns the study's age recipient.
 func (k *StudyKey) Recipient() *age.X25519Recipient { return k.id.Recipient() }
 
+// String names the key by its recipient; the secret is never formatted.
+func (k *StudyKey) String() string { return "study key " + k.id.Recipient().String() }
+
+// GoString is String, so that %#v does not print the secret either.
+func (k *StudyKey) GoString() string { return k.String() }
+
 // Encrypt returns a writer that encrypts to the study key and writes to dst.
 // The caller must Close it to flush the last chunk.
 func (k *StudyKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
@@ -35,14 +45,37 @@ func (k *StudyKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
 }
 
 // Decrypt returns a reader of the plaintext of src, which must have been
-// encrypted to this study key. Authentication failures surface as read errors.
+// encrypted to this study key. A malformed or unauthenticated header is an
+// error here, one encrypted to another key an error wrapping ErrNotRecipient;
+// a corrupt payload surfaces as a read error once the plaintext before it has
+// been returned.
 func (k *StudyKey) Decrypt(src io.Reader) (io.Reader, error) {
-	return age.Decrypt(src, k.id)
+	return decrypt(src, k.id)
 }
 
-// DecryptReaderAt gives random access to the plaintext of an encrypted object.
+// DecryptReaderAt gives random access to the plaintext of an encrypted object
+// of size bytes, and returns the plaintext size. Errors are as for Decrypt,
+// except that some corrupt payloads are detected at once.
 func (k *StudyKey) DecryptReaderAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
-	return age.DecryptReaderAt(src, size, k.id)
+	r, n, err := age.DecryptReaderAt(src, size, k.id)
+	return r, n, decryptErr(err)
+}
+
+// decrypt is the one way into age decryption, for objects and sealed keys.
+func decrypt(src io.Reader, ids ...age.Identity) (io.Reader, error) {
+	r, err := age.Decrypt(src, ids...)
+	return r, decryptErr(err)
+}
+
+func decryptErr(err error) error {
+	var nm *age.NoIdentityMatchError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nm):
+		return fmt.Errorf("decrypt: %w: %w", ErrNotRecipient, err)
+	}
+	return fmt.Errorf("decrypt: %w", err)
 }
 
 // Seal encrypts the study key to the given recipients. The result is the only
@@ -68,9 +101,10 @@ func (k *StudyKey) Seal(to ...age.Recipient) ([]byte, error) {
 // maxSealedKey bounds how much of a sealed study key is read.
 const maxSealedKey = 1 << 10
 
-// OpenStudyKey decrypts a study key sealed with Seal.
+// OpenStudyKey decrypts a study key sealed with Seal. A key sealed to others
+// gives an error wrapping ErrNotRecipient.
 func OpenStudyKey(sealed []byte, with age.Identity) (*StudyKey, error) {
-	r, err := age.Decrypt(bytes.NewReader(sealed), with)
+	r, err := decrypt(bytes.NewReader(sealed), with)
 	if err != nil {
 		return nil, fmt.Errorf("open study key: %w", err)
 	}
@@ -81,9 +115,18 @@ func OpenStudyKey(sealed []byte, with age.Identity) (*StudyKey, error) {
 	if len(text) > maxSealedKey {
 		return nil, errors.New("open study key: sealed key too large")
 	}
-	id, err := age.ParseX25519Identity(strings.TrimSpace(string(text)))
+	k, err := parseStudyKey(strings.TrimSpace(string(text)))
 	if err != nil {
 		return nil, fmt.Errorf("open study key: %w", err)
+	}
+	return k, nil
+}
+
+// parseStudyKey reads a study key in age's identity encoding.
+func parseStudyKey(s string) (*StudyKey, error) {
+	id, err := age.ParseX25519Identity(s)
+	if err != nil {
+		return nil, err
 	}
 	return &StudyKey{id: id}, nil
 }
