@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"bytes"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -13,28 +12,26 @@ import (
 )
 
 // Parse guards and parses one Part 10 instance and returns what the archive
-// records of it. Errors wrap ErrNotDICOM, ErrMalformed, ErrTooLarge,
-// ErrUnsupported or ErrInvalidUID.
+// records of it. It never allocates more than a small multiple of len(data)
+// (see the package documentation) and never panics. Errors are
+// *RejectError wrapping ErrNotDICOM, ErrNoFileMeta, ErrMalformed, ErrTooLarge,
+// ErrUnsupported, ErrInvalidUID or ErrDirectory. An accepted instance has
+// valid SOP Class, SOP Instance, Series, Study and Transfer Syntax UIDs.
 func Parse(data []byte) (archive.InstanceMeta, error) {
-	var m archive.InstanceMeta
-	ts, err := Guard(data)
+	ds, l, err := decode(data)
 	if err != nil {
-		return m, err
-	}
-	ds, err := parseDataset(data)
-	if err != nil {
-		return m, err
+		return archive.InstanceMeta{}, err
 	}
 	get := func(t tag.Tag) string { return value(ds, t) }
-	if get(tag.MediaStorageSOPClassUID) == mediaDirectory {
-		return m, ErrDirectory
+	if l.class == mediaDirectory || get(tag.MediaStorageSOPClassUID) == mediaDirectory {
+		return archive.InstanceMeta{}, reject(ErrDirectory, "media storage SOP class %s", mediaDirectory)
 	}
-	m = archive.InstanceMeta{
+	m := archive.InstanceMeta{
 		SOPClassUID:       get(tag.SOPClassUID),
 		SOPInstanceUID:    get(tag.SOPInstanceUID),
 		SeriesInstanceUID: get(tag.SeriesInstanceUID),
 		StudyInstanceUID:  get(tag.StudyInstanceUID),
-		TransferSyntaxUID: ts,
+		TransferSyntaxUID: l.ts,
 		PatientID:         get(tag.PatientID),
 		IssuerOfPatientID: get(tag.IssuerOfPatientID),
 		PatientName:       get(tag.PatientName),
@@ -50,6 +47,14 @@ func Parse(data []byte) (archive.InstanceMeta, error) {
 	}
 	m.SeriesNumber, _ = strconv.Atoi(get(tag.SeriesNumber))
 	m.InstanceNumber, _ = strconv.Atoi(get(tag.InstanceNumber))
+	// The file meta repeats the SOP class and instance; use it when the
+	// dataset lacks them.
+	if m.SOPClassUID == "" {
+		m.SOPClassUID = l.class
+	}
+	if m.SOPInstanceUID == "" {
+		m.SOPInstanceUID = l.sop
+	}
 	for _, u := range []struct{ name, v string }{
 		{"SOP Class UID", m.SOPClassUID},
 		{"SOP Instance UID", m.SOPInstanceUID},
@@ -57,29 +62,40 @@ func Parse(data []byte) (archive.InstanceMeta, error) {
 		{"Study Instance UID", m.StudyInstanceUID},
 	} {
 		if err := validUID(u.v); err != nil {
-			return archive.InstanceMeta{}, fmt.Errorf("%s: %w", u.name, err)
+			return archive.InstanceMeta{}, reject(ErrInvalidUID, "%s: %v", u.name, err)
 		}
 	}
 	return m, nil
 }
 
-// parseDataset runs the DICOM parser on guarded bytes, turning its panics on
-// hostile input into errors.
+// decode guards data and parses its dataset up to the layout's cut.
+func decode(data []byte) (dicom.Dataset, layout, error) {
+	l, err := guard(data)
+	if err != nil {
+		return dicom.Dataset{}, l, err
+	}
+	ds, err := parseDataset(data[:l.cut])
+	return ds, l, err
+}
+
+// parseDataset runs the DICOM parser on guarded bytes. The guard leaves it
+// nothing to panic on that we know of; a panic is still turned into an error.
 func parseDataset(data []byte) (ds dicom.Dataset, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: parser failed: %v", ErrMalformed, r)
+			err = reject(ErrMalformed, "parser failed: %v", r)
 		}
 	}()
 	ds, err = dicom.Parse(bytes.NewReader(data), int64(len(data)), nil,
 		dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength(), dicom.AllowUnknownSpecificCharacterSet())
 	if err != nil {
-		return ds, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return ds, reject(ErrMalformed, "parser: %v", err)
 	}
 	return ds, nil
 }
 
-// value returns the first value of an element as trimmed text, or "".
+// value returns an element's values as text joined by backslashes, trimmed,
+// or "" when the element is absent or not text or numbers.
 func value(ds dicom.Dataset, t tag.Tag) string {
 	el, err := ds.FindElementByTag(t)
 	if err != nil || el.Value == nil {
@@ -87,11 +103,9 @@ func value(ds dicom.Dataset, t tag.Tag) string {
 	}
 	switch v := el.Value.GetValue().(type) {
 	case []string:
-		if len(v) > 0 {
-			return strings.TrimRight(strings.TrimSpace(v[0]), "\x00")
-		}
+		return strings.Trim(strings.Join(v, `\`), " \x00")
 	case []int:
-		if len(v) > 0 {
+		if len(v) == 1 {
 			return strconv.Itoa(v[0])
 		}
 	}

@@ -1,15 +1,14 @@
 package ingest
 
 import (
-	"archive/zip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,18 +18,28 @@ import (
 
 // Config configures Run.
 type Config struct {
+	// Archive receives the instances.
 	Archive *archive.Archive
-	// QuarantineDir receives a copy of every rejected file, in a folder per run.
+	// QuarantineDir receives a copy of every rejected file, in a folder per
+	// run, with a reasons.txt.
 	QuarantineDir string
-	// Workers is how many files are parsed and stored at once.
+	// Workers is how many files are read, parsed and stored at once. Each
+	// holds one file in memory, so a run holds up to Workers*MaxFileBytes.
 	Workers int
-	// MaxFileBytes bounds one file (and one zip entry).
+	// MaxFileBytes bounds one file and one zip entry.
 	MaxFileBytes int64
 	// MaxZipBytes bounds what one zip archive may expand to.
 	MaxZipBytes int64
-	Logger      *slog.Logger
-	// Progress, if not nil, is called after each file, from one goroutine
-	// at a time.
+	// MaxZipRatio bounds what one zip archive may expand to relative to its
+	// size (the bound is never below 64 MiB).
+	MaxZipRatio int
+	// MaxZipEntries bounds the entries of one zip archive.
+	MaxZipEntries int
+	// Logger receives operational messages (paths, UIDs, reasons; never
+	// PHI). Nil discards them.
+	Logger *slog.Logger
+	// Progress, if not nil, is called after each file, from one goroutine at
+	// a time, with counts that only grow.
 	Progress func(Progress)
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time
@@ -38,7 +47,13 @@ type Config struct {
 
 // DefaultConfig returns the defaults; Archive and QuarantineDir must be set.
 func DefaultConfig() Config {
-	return Config{Workers: 4, MaxFileBytes: 2 << 30, MaxZipBytes: 64 << 30}
+	return Config{
+		Workers:       4,
+		MaxFileBytes:  2 << 30,
+		MaxZipBytes:   64 << 30,
+		MaxZipRatio:   100,
+		MaxZipEntries: 1 << 17,
+	}
 }
 
 // Validate reports the first problem with c.
@@ -50,53 +65,55 @@ func (c Config) Validate() error {
 		return errors.New("ingest: no quarantine folder")
 	case c.Workers < 1:
 		return errors.New("ingest: workers must be at least 1")
-	case c.MaxFileBytes < 1 || c.MaxZipBytes < 1:
-		return errors.New("ingest: size limits must be positive")
+	case c.MaxFileBytes < metaStart:
+		return fmt.Errorf("ingest: max file bytes must be at least %d", metaStart)
+	case c.MaxZipBytes < 1 || c.MaxZipRatio < 1 || c.MaxZipEntries < 1:
+		return errors.New("ingest: zip limits must be positive")
 	}
 	return nil
 }
 
 // Progress reports how far a run has got.
 type Progress struct {
-	Files, Done, Bytes int64
-	Path               string
+	Files int64  // candidate files found
+	Done  int64  // files finished: stored, duplicate, skipped or rejected
+	Bytes int64  // bytes of the files stored or found duplicate so far
+	Path  string // the file just finished
 }
 
 // Rejection is one file that was not stored.
 type Rejection struct {
-	Path   string
-	Err    error
-	KeptAt string // where a copy was kept, if it could be
+	Path string
+	// Err is a *RejectError wrapping one of the sentinels.
+	Err error
+	// KeptAt is where a copy was kept, or the file itself when it was too
+	// large or unreadable to copy; "" when there is nothing to keep (a file
+	// a DICOMDIR references but that is missing).
+	KeptAt string
 }
 
 // Report summarizes a run.
 type Report struct {
-	Stored     int
-	Duplicates int
-	Skipped    int
-	Bytes      int64 // bytes of newly stored instances
+	Stored     int   // instances newly stored
+	Duplicates int   // instances the archive already held
+	Skipped    int   // files that are not DICOM, and DICOMDIRs inside zips
+	Bytes      int64 // bytes of the newly stored instances
 	Rejected   []Rejection
-	Studies    []archive.Study // committed by this run
+	Studies    []archive.Study // committed by this run, by UID
 }
 
 // OK reports whether nothing was rejected.
 func (r Report) OK() bool { return len(r.Rejected) == 0 }
 
-// source is one candidate file: on disk or inside a zip.
-type source struct {
-	path string
-	size int64
-	open func() ([]byte, error)
-}
-
-// Run ingests everything under paths. It returns an error only when the run
-// could not go on (the archive failed, the context ended); per-file problems
-// are in the report. Studies are committed when every file was seen; a failed
-// or cancelled run commits nothing it had not committed.
+// Run ingests everything under paths: files, folders (recursively), DICOMDIR
+// media and zip archives. Instances are stored in one archive transaction per
+// study, committed once every file was seen. Per-file problems go into the
+// report and the run goes on. Run returns an error only when it cannot go on:
+// a path that does not exist, an archive failure, the context ending. Then
+// the transactions it had not committed are rolled back.
 func Run(ctx context.Context, cfg Config, paths ...string) (Report, error) {
-	var rep Report
 	if err := cfg.Validate(); err != nil {
-		return rep, err
+		return Report{}, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -104,39 +121,35 @@ func Run(ctx context.Context, cfg Config, paths ...string) (Report, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &run{cfg: cfg, txs: map[string]*archive.Tx{}}
+	r := &run{cfg: cfg, txs: map[string]*archive.Tx{}, kept: map[string]bool{}}
 	defer func() {
 		for _, c := range r.closers {
 			c.Close()
 		}
 	}()
-	var sources []source
+	d := &discovery{r: r, seen: map[string]bool{}}
 	for _, p := range paths {
-		s, err := r.discover(p)
-		if err != nil {
-			return rep, err
+		if err := d.path(p); err != nil {
+			return Report{}, fmt.Errorf("ingest: %w", err)
 		}
-		sources = append(sources, s...)
 	}
-	r.total = int64(len(sources))
+	r.total = int64(len(d.out))
 
-	jobs := make(chan source)
-	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	jobs := make(chan source)
+	var wg sync.WaitGroup
 	for range cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for s := range jobs {
 				if err := r.one(ctx, s); err != nil {
 					cancel(err)
 				}
 			}
-		}()
+		})
 	}
 feed:
-	for _, s := range sources {
+	for _, s := range d.out {
 		select {
 		case jobs <- s:
 		case <-ctx.Done():
@@ -145,18 +158,25 @@ feed:
 	}
 	close(jobs)
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		for _, tx := range r.txs {
-			tx.Rollback()
+
+	uids := make([]string, 0, len(r.txs))
+	for uid := range r.txs {
+		uids = append(uids, uid)
+	}
+	slices.Sort(uids)
+	rollback := func(from int) {
+		for _, uid := range uids[from:] {
+			r.txs[uid].Rollback()
 		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		rollback(0)
 		return r.rep, fmt.Errorf("ingest: %w", err)
 	}
-	for uid, tx := range r.txs {
-		st, err := tx.Commit(ctx)
+	for i, uid := range uids {
+		st, err := r.txs[uid].Commit(ctx)
 		if err != nil {
-			for _, t := range r.txs {
-				t.Rollback()
-			}
+			rollback(i + 1)
 			return r.rep, fmt.Errorf("ingest: commit study %s: %w", uid, err)
 		}
 		if st.UID != "" {
@@ -167,121 +187,35 @@ feed:
 }
 
 type run struct {
-	cfg   Config
-	total int64
-
-	mu      sync.Mutex // guards txs, rep, qdir
-	txs     map[string]*archive.Tx
-	rep     Report
-	qdir    string
+	cfg     Config
+	total   int64
 	closers []io.Closer
+
+	mu   sync.Mutex // guards txs, rep, qdir, kept
+	txs  map[string]*archive.Tx
+	rep  Report
+	qdir string
+	kept map[string]bool // names used in qdir
 
 	pmu   sync.Mutex // guards done and bytes; serializes cfg.Progress
 	done  int64
 	bytes int64
 }
 
-// discover lists the candidate files under path.
-func (r *run) discover(path string) ([]source, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	if !fi.IsDir() {
-		return r.file(path, fi.Size())
-	}
-	var out []source
-	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		s, err := r.file(p, info.Size())
-		out = append(out, s...)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	return out, nil
-}
-
-// file turns one file on disk into sources: itself, or the entries of a zip.
-func (r *run) file(path string, size int64) ([]source, error) {
-	if strings.EqualFold(filepath.Ext(path), ".zip") {
-		return r.zipEntries(path)
-	}
-	max := r.cfg.MaxFileBytes
-	return []source{{path: path, size: size, open: func() ([]byte, error) {
-		if size > max {
-			return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, size, max)
-		}
-		return os.ReadFile(path)
-	}}}, nil
-}
-
-// zipEntries lists a zip's files. Entries are read into memory, never
-// extracted, so names cannot escape; sizes are bounded per entry and in total
-// by what is actually decompressed, not by what the archive declares.
-func (r *run) zipEntries(path string) ([]source, error) {
-	zr, err := zip.OpenReader(path)
-	if err != nil {
-		return []source{{path: path, open: func() ([]byte, error) {
-			return nil, fmt.Errorf("%w: unreadable zip: %v", ErrMalformed, err)
-		}}}, nil
-	}
-	var (
-		out    []source
-		mu     sync.Mutex
-		budget = r.cfg.MaxZipBytes
-	)
-	for _, f := range zr.File {
-		if f.FileInfo().IsDir() {
-			continue
-		}
-		f := f
-		out = append(out, source{path: path + "!" + f.Name, open: func() ([]byte, error) {
-			rc, err := f.Open()
-			if err != nil {
-				return nil, fmt.Errorf("%w: zip entry: %v", ErrMalformed, err)
-			}
-			defer rc.Close()
-			data, err := io.ReadAll(io.LimitReader(rc, r.cfg.MaxFileBytes+1))
-			if err != nil {
-				return nil, fmt.Errorf("%w: zip entry: %v", ErrMalformed, err)
-			}
-			if int64(len(data)) > r.cfg.MaxFileBytes {
-				return nil, fmt.Errorf("%w: zip entry expands past %d bytes", ErrTooLarge, r.cfg.MaxFileBytes)
-			}
-			mu.Lock()
-			budget -= int64(len(data))
-			over := budget < 0
-			mu.Unlock()
-			if over {
-				return nil, fmt.Errorf("%w: zip archive expands past %d bytes", ErrTooLarge, r.cfg.MaxZipBytes)
-			}
-			return data, nil
-		}})
-	}
-	r.closers = append(r.closers, zr)
-	return out, nil
-}
-
-// one parses and stores one source. It returns an error only for failures
-// that must stop the run.
+// one reads, parses and stores one source. It returns an error only for
+// failures that must stop the run.
 func (r *run) one(ctx context.Context, s source) error {
+	if ctx.Err() != nil {
+		return nil
+	}
 	data, err := s.open()
 	if err == nil {
 		var m archive.InstanceMeta
-		m, err = Parse(data)
-		if err == nil {
-			return r.store(ctx, s, m, data)
+		if m, err = Parse(data); err == nil {
+			err = r.store(ctx, s, m, data)
+			if err == nil || !errors.Is(err, ErrBusy) {
+				return err
+			}
 		}
 	}
 	switch {
@@ -290,7 +224,7 @@ func (r *run) one(ctx context.Context, s source) error {
 		r.rep.Skipped++
 		r.mu.Unlock()
 	default:
-		r.reject(s, data, err)
+		r.reject(s, data, withPath(err, s.path))
 	}
 	r.progress(s, 0)
 	return nil
@@ -301,9 +235,12 @@ func (r *run) store(ctx context.Context, s source, m archive.InstanceMeta, data 
 	tx, ok := r.txs[m.StudyInstanceUID]
 	if !ok {
 		var err error
-		tx, err = r.cfg.Archive.Begin(m.StudyInstanceUID)
-		if err != nil {
+		if tx, err = r.cfg.Archive.Begin(m.StudyInstanceUID); err != nil {
 			r.mu.Unlock()
+			if errors.Is(err, archive.ErrBusy) {
+				return &RejectError{Err: fmt.Errorf("%w: %w", ErrBusy, err),
+					Reason: fmt.Sprintf("study %s is being written by another import", m.StudyInstanceUID)}
+			}
 			return fmt.Errorf("begin study %s: %w", m.StudyInstanceUID, err)
 		}
 		r.txs[m.StudyInstanceUID] = tx
@@ -325,8 +262,7 @@ func (r *run) store(ctx context.Context, s source, m archive.InstanceMeta, data 
 	return nil
 }
 
-// progress counts a finished file and reports it. Calls to cfg.Progress are
-// serialized and their counts only grow.
+// progress counts a finished file and reports it.
 func (r *run) progress(s source, n int64) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
@@ -337,53 +273,84 @@ func (r *run) progress(s source, n int64) {
 	}
 }
 
-// reject records a rejected file and keeps a copy of it aside.
-func (r *run) reject(s source, data []byte, cause error) {
-	rej := Rejection{Path: s.path, Err: cause}
+// reject records a rejected file and keeps it aside.
+func (r *run) reject(s source, data []byte, err *RejectError) {
+	rej := Rejection{Path: s.path, Err: err}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if kept, err := r.keep(s, data, cause); err != nil {
-		r.cfg.Logger.Warn("could not keep rejected file aside", "err", err)
-	} else {
-		rej.KeptAt = kept
+	kept, kerr := r.keep(s, data, err)
+	if kerr != nil {
+		r.cfg.Logger.Warn("could not keep a rejected file aside", "path", s.path, "err", kerr)
+		if data == nil {
+			kept = s.disk
+		}
 	}
+	rej.KeptAt = kept
 	r.rep.Rejected = append(r.rep.Rejected, rej)
+	r.cfg.Logger.Info("rejected", "path", s.path, "reason", err.Error())
 }
 
-// keep copies a rejected file into this run's quarantine folder and appends
-// the reason to reasons.txt there. r.mu is held.
+// keep copies a rejected file into this run's quarantine folder, under its
+// own name, and appends a line to reasons.txt there. A file that was never
+// read (too large, unreadable) stays where it is. r.mu is held.
 func (r *run) keep(s source, data []byte, cause error) (string, error) {
 	if r.qdir == "" {
-		dir := filepath.Join(r.cfg.QuarantineDir, r.cfg.Now().UTC().Format("20060102T150405.000000000Z"))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := os.MkdirAll(r.cfg.QuarantineDir, 0o700); err != nil {
+			return "", err
+		}
+		dir, err := os.MkdirTemp(r.cfg.QuarantineDir, r.cfg.Now().UTC().Format("20060102T150405Z")+"-")
+		if err != nil {
 			return "", err
 		}
 		r.qdir = dir
+		r.kept["reasons.txt"] = true
 	}
-	name := fmt.Sprintf("%04d-%s", len(r.rep.Rejected)+1, sanitize(filepath.Base(s.path)))
-	dst := filepath.Join(r.qdir, name)
-	if data == nil && !strings.Contains(s.path, "!") {
-		// Never read (too large or unreadable): the original stays where it is.
-		dst, name = s.path, "(left in place)"
-	} else if err := os.WriteFile(dst, data, 0o600); err != nil {
-		return "", err
+	name, kept := "-", s.disk
+	if data != nil {
+		name = r.name(s.path)
+		kept = filepath.Join(r.qdir, name)
+		if err := os.WriteFile(kept, data, 0o600); err != nil {
+			return "", err
+		}
 	}
 	f, err := os.OpenFile(filepath.Join(r.qdir, "reasons.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	if _, err := fmt.Fprintf(f, "%s\t%s\t%v\n", name, s.path, cause); err != nil {
+	line := strings.Join([]string{name, s.path, cause.Error()}, "\t")
+	line = strings.Map(func(c rune) rune {
+		if c == '\n' || c == '\r' {
+			return ' '
+		}
+		return c
+	}, line)
+	if _, err := fmt.Fprintln(f, line); err != nil {
 		return "", err
 	}
-	return dst, nil
+	return kept, nil
 }
 
-func sanitize(name string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '/' || r == '\\' || r == '!' || r < 0x20 {
+// name picks the quarantine name for path: its base name, made unique
+// within the run with a "~n" suffix. r.mu is held.
+func (r *run) name(path string) string {
+	base := baseName(path)
+	if i := strings.LastIndexByte(base, '!'); i >= 0 {
+		base = base[i+1:]
+	}
+	base = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7F || c == ':' {
 			return '_'
 		}
-		return r
-	}, name)
+		return c
+	}, base)
+	if base == "" || base == "." || base == ".." {
+		base = "file"
+	}
+	name := base
+	for n := 2; r.kept[name]; n++ {
+		name = fmt.Sprintf("%s~%d", base, n)
+	}
+	r.kept[name] = true
+	return name
 }

@@ -1,0 +1,292 @@
+package ingest
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// source is one candidate instance: a file on disk or a zip entry.
+type source struct {
+	path string // as reported: a file, or "archive.zip!entry"
+	disk string // the file on disk that holds it; "" if there is none
+	open func() ([]byte, error)
+}
+
+// failed is a source that is rejected without being read.
+func failed(path, disk string, err error) source {
+	return source{path: path, disk: disk, open: func() ([]byte, error) { return nil, err }}
+}
+
+// readCandidate reads one candidate from r, which declares size bytes (-1 if
+// unknown). It stops after the first bytes when they plainly are not DICOM,
+// and it never reads more than max+1 bytes.
+func readCandidate(r io.Reader, size, max int64) ([]byte, error) {
+	if size > max {
+		return nil, reject(ErrTooLarge, "%d bytes (limit %d)", size, max)
+	}
+	head := make([]byte, metaStart)
+	n, err := io.ReadFull(r, head)
+	head = head[:n]
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, reject(ErrUnreadable, "%v", err)
+	}
+	if !isPart10(head) && !plausibleDataset(head) && !(n >= 8 && string(head[:4]) == "DICM") {
+		return nil, reject(ErrNotDICOM, "no DICM magic at offset 128")
+	}
+	if n < metaStart {
+		return head, nil
+	}
+	hint := size
+	if hint < metaStart || hint > max {
+		hint = metaStart
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, hint+1))
+	buf.Write(head)
+	if _, err := buf.ReadFrom(io.LimitReader(r, max+1-metaStart)); err != nil {
+		return nil, reject(ErrUnreadable, "%v", err)
+	}
+	if int64(buf.Len()) > max {
+		return nil, reject(ErrTooLarge, "more than %d bytes", max)
+	}
+	return buf.Bytes(), nil
+}
+
+func readFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, reject(ErrUnreadable, "%v", errors.Unwrap(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, reject(ErrUnreadable, "%v", err)
+	}
+	return readCandidate(f, fi.Size(), max)
+}
+
+func isDICOMDIR(name string) bool { return isoName(name, "DICOMDIR") }
+
+func isZip(name string) bool { return strings.EqualFold(filepath.Ext(name), ".zip") }
+
+// discovery lists the sources under the paths of a run.
+type discovery struct {
+	r    *run
+	out  []source
+	seen map[string]bool // absolute paths of files already listed
+}
+
+func (d *discovery) claim(path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = filepath.Clean(path)
+	}
+	if d.seen[abs] {
+		return false
+	}
+	d.seen[abs] = true
+	return true
+}
+
+// path adds what path holds. Only a path that cannot be looked at is an
+// error.
+func (d *discovery) path(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.IsDir():
+		return d.folder(p)
+	case isDICOMDIR(filepath.Base(p)):
+		if !d.media(p) {
+			// The index is unusable: take the media folder as it is.
+			return d.folder(filepath.Dir(p))
+		}
+	default:
+		d.file(p)
+	}
+	return nil
+}
+
+// file adds one file on disk: an instance candidate or a zip archive.
+func (d *discovery) file(p string) {
+	if !d.claim(p) {
+		return
+	}
+	if isZip(p) {
+		d.zip(p)
+		return
+	}
+	max := d.r.cfg.MaxFileBytes
+	d.out = append(d.out, source{path: p, disk: p, open: func() ([]byte, error) { return readFile(p, max) }})
+}
+
+// folder adds a folder recursively. Files a DICOMDIR in it references come
+// first, in the DICOMDIR's order; every other file is added too, so media
+// whose DICOMDIR is incomplete lose nothing. DICOMDIR files themselves are
+// indexes, not sources.
+func (d *discovery) folder(root string) error {
+	var files, dirs []string
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if p == root {
+				return err
+			}
+			if d.claim(p) {
+				d.out = append(d.out, failed(p, "", reject(ErrUnreadable, "%v", errors.Unwrap(err))))
+			}
+			if e != nil && e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		switch {
+		case !e.Type().IsRegular():
+		case isDICOMDIR(e.Name()):
+			dirs = append(dirs, p)
+		default:
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range dirs {
+		d.media(p)
+	}
+	for _, p := range files {
+		d.file(p)
+	}
+	return nil
+}
+
+// media adds the files a DICOMDIR references. A DICOMDIR that cannot be read
+// is itself rejected, and media reports false.
+func (d *discovery) media(p string) bool {
+	if !d.claim(p) {
+		return true
+	}
+	data, err := readFile(p, d.r.cfg.MaxFileBytes)
+	var ids [][]string
+	if err == nil {
+		ids, err = fileIDs(data)
+	}
+	if err != nil {
+		d.out = append(d.out, source{path: p, disk: p, open: func() ([]byte, error) { return data, err }})
+		d.r.cfg.Logger.Warn("unusable DICOMDIR, walking its folder instead", "path", p, "err", err)
+		return false
+	}
+	res := newResolver(p)
+	for _, id := range ids {
+		f, err := res.resolve(id)
+		if err != nil {
+			if d.claim(f) {
+				d.out = append(d.out, failed(f, "", err))
+			}
+			continue
+		}
+		d.file(f)
+	}
+	return true
+}
+
+// zipArchive is one zip being ingested: its entries share a budget of
+// decompressed bytes.
+type zipArchive struct {
+	mu     sync.Mutex
+	budget int64
+	limit  int64
+}
+
+// take reserves what is left of the budget, up to max.
+func (z *zipArchive) left(max int64) int64 {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return min(max, z.budget)
+}
+
+func (z *zipArchive) spend(n int64) {
+	z.mu.Lock()
+	z.budget -= n
+	z.mu.Unlock()
+}
+
+// zip adds the entries of a zip archive. Entries are read into memory, never
+// extracted, so their names cannot reach outside; each entry is bounded by
+// MaxFileBytes and the archive's total by MaxZipBytes and MaxZipRatio times
+// its size, counting what is actually decompressed, not what it declares.
+// Entries named DICOMDIR are skipped: every entry is read anyway.
+func (d *discovery) zip(p string) {
+	zr, err := zip.OpenReader(p)
+	if err != nil {
+		d.out = append(d.out, failed(p, p, reject(ErrMalformed, "unreadable zip archive: %v", err)))
+		return
+	}
+	cfg := d.r.cfg
+	if len(zr.File) > cfg.MaxZipEntries {
+		zr.Close()
+		d.out = append(d.out, failed(p, p, reject(ErrTooLarge, "zip archive has %d entries (limit %d)", len(zr.File), cfg.MaxZipEntries)))
+		return
+	}
+	d.r.closers = append(d.r.closers, zr)
+	var size int64
+	if fi, err := os.Stat(p); err == nil {
+		size = fi.Size()
+	}
+	z := &zipArchive{limit: min(cfg.MaxZipBytes, max(minZipBudget, size*int64(cfg.MaxZipRatio)))}
+	z.budget = z.limit
+	for _, f := range zr.File {
+		if f.FileInfo().IsDir() || isDICOMDIR(baseName(f.Name)) {
+			continue
+		}
+		d.out = append(d.out, source{path: p + "!" + f.Name, disk: p, open: func() ([]byte, error) { return z.read(f, cfg.MaxFileBytes) }})
+	}
+}
+
+// minZipBudget is the least a zip may expand to, whatever its size.
+const minZipBudget = 64 << 20
+
+func (z *zipArchive) read(f *zip.File, max int64) ([]byte, error) {
+	if f.UncompressedSize64 > uint64(max) {
+		return nil, reject(ErrTooLarge, "zip entry declares %d bytes (limit %d)", f.UncompressedSize64, max)
+	}
+	left := z.left(max)
+	if left <= 0 {
+		return nil, reject(ErrTooLarge, "zip archive expands past %d bytes", z.limit)
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return nil, reject(ErrMalformed, "zip entry: %v", err)
+	}
+	defer rc.Close()
+	data, err := readCandidate(rc, int64(f.UncompressedSize64), left)
+	z.spend(int64(len(data)))
+	var re *RejectError
+	switch {
+	case errors.As(err, &re) && re.Err == ErrUnreadable:
+		return nil, reject(ErrMalformed, "zip entry: %s", re.Reason)
+	case errors.Is(err, ErrTooLarge) && left < max:
+		z.spend(left) // what was decompressed and dropped
+		return nil, reject(ErrTooLarge, "zip archive expands past %d bytes", z.limit)
+	case err != nil:
+		return nil, err
+	}
+	return data, nil
+}
+
+// baseName is the last component of a zip entry name, with either
+// separator.
+func baseName(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	return name
+}
