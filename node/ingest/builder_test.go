@@ -1,6 +1,10 @@
 package ingest
 
-import "encoding/binary"
+import (
+	"compress/flate"
+	"encoding/binary"
+	"io"
+)
 
 // A small Part 10 byte builder for tests: elements, items and delimiters in
 // any of the three uncompressed encodings, file meta, and whole instances.
@@ -260,3 +264,5 @@ func bomb184() []byte {
 	b = append(b, g...)
 	return explicitLE.header(b, 0x0010, 0x0010, "UC", 0xFFFFFFF0)
 }
+
+func zipCompressor(w io.Writer) (io.WriteCloser, error) { return flate.NewWriter(w, flate.BestSpeed) }

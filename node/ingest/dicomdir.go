@@ -91,12 +91,14 @@ func newResolver(dicomdir string) *resolver {
 // where the file was expected.
 func (r *resolver) resolve(id []string) (string, error) {
 	ref := strings.Join(id, `\`)
+	// Where the file was expected, for the report; never opened.
+	at := r.root + string(filepath.Separator) + ref
 	if len(id) > maxFileIDComponents {
-		return r.root, reject(ErrMalformed, "DICOMDIR references %q: more than %d components", ref, maxFileIDComponents)
+		return at, reject(ErrMalformed, "DICOMDIR references %q: more than %d components", ref, maxFileIDComponents)
 	}
 	for _, c := range id {
 		if !safeComponent(c) {
-			return r.root, reject(ErrMalformed, "DICOMDIR references unsafe file ID %q", ref)
+			return at, reject(ErrMalformed, "DICOMDIR references unsafe file ID %q", ref)
 		}
 	}
 	p := r.root

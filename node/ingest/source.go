@@ -24,13 +24,9 @@ func failed(path, disk string, err error) source {
 	return source{path: path, disk: disk, open: func() ([]byte, error) { return nil, err }}
 }
 
-// readCandidate reads one candidate from r, which declares size bytes (-1 if
-// unknown). It stops after the first bytes when they plainly are not DICOM,
-// and it never reads more than max+1 bytes.
-func readCandidate(r io.Reader, size, max int64) ([]byte, error) {
-	if size > max {
-		return nil, reject(ErrTooLarge, "%d bytes (limit %d)", size, max)
-	}
+// readHead reads the first bytes of a candidate and rejects it as not DICOM
+// when they plainly are not.
+func readHead(r io.Reader) ([]byte, error) {
 	head := make([]byte, metaStart)
 	n, err := io.ReadFull(r, head)
 	head = head[:n]
@@ -40,16 +36,25 @@ func readCandidate(r io.Reader, size, max int64) ([]byte, error) {
 	if !isPart10(head) && !plausibleDataset(head) && !(n >= 8 && string(head[:4]) == "DICM") {
 		return nil, reject(ErrNotDICOM, "no DICM magic at offset 128")
 	}
-	if n < metaStart {
+	return head, nil
+}
+
+// readRest reads the rest of a candidate whose first bytes are head. size
+// is what it declares (-1 if unknown); it never reads past max bytes in all.
+func readRest(r io.Reader, head []byte, size, max int64) ([]byte, error) {
+	if size > max {
+		return nil, reject(ErrTooLarge, "%d bytes (limit %d)", size, max)
+	}
+	if len(head) < metaStart {
 		return head, nil
 	}
 	hint := size
-	if hint < metaStart || hint > max {
+	if hint < metaStart {
 		hint = metaStart
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, hint+1))
 	buf.Write(head)
-	if _, err := buf.ReadFrom(io.LimitReader(r, max+1-metaStart)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(r, max+1-int64(len(head)))); err != nil {
 		return nil, reject(ErrUnreadable, "%v", err)
 	}
 	if int64(buf.Len()) > max {
@@ -58,6 +63,8 @@ func readCandidate(r io.Reader, size, max int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// readFile reads a candidate file of at most max bytes, stopping after the
+// first bytes when they plainly are not DICOM.
 func readFile(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -68,7 +75,11 @@ func readFile(path string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, reject(ErrUnreadable, "%v", err)
 	}
-	return readCandidate(f, fi.Size(), max)
+	head, err := readHead(f)
+	if err != nil {
+		return nil, err
+	}
+	return readRest(f, head, fi.Size(), max)
 }
 
 func isDICOMDIR(name string) bool { return isoName(name, "DICOMDIR") }
@@ -188,9 +199,7 @@ func (d *discovery) media(p string) bool {
 	for _, id := range ids {
 		f, err := res.resolve(id)
 		if err != nil {
-			if d.claim(f) {
-				d.out = append(d.out, failed(f, "", err))
-			}
+			d.out = append(d.out, failed(f, "", err))
 			continue
 		}
 		d.file(f)
@@ -206,16 +215,20 @@ type zipArchive struct {
 	limit  int64
 }
 
-// take reserves what is left of the budget, up to max.
-func (z *zipArchive) left(max int64) int64 {
+// reserve takes n bytes from the budget, if there are that many left.
+func (z *zipArchive) reserve(n int64) bool {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	return min(max, z.budget)
+	if n > z.budget {
+		return false
+	}
+	z.budget -= n
+	return true
 }
 
-func (z *zipArchive) spend(n int64) {
+func (z *zipArchive) refund(n int64) {
 	z.mu.Lock()
-	z.budget -= n
+	z.budget += n
 	z.mu.Unlock()
 }
 
@@ -254,32 +267,37 @@ func (d *discovery) zip(p string) {
 // minZipBudget is the least a zip may expand to, whatever its size.
 const minZipBudget = 64 << 20
 
+// read reads one entry. The budget is reserved for the size the entry
+// declares: the zip reader fails an entry that expands past it.
 func (z *zipArchive) read(f *zip.File, max int64) ([]byte, error) {
-	if f.UncompressedSize64 > uint64(max) {
-		return nil, reject(ErrTooLarge, "zip entry declares %d bytes (limit %d)", f.UncompressedSize64, max)
-	}
-	left := z.left(max)
-	if left <= 0 {
-		return nil, reject(ErrTooLarge, "zip archive expands past %d bytes", z.limit)
-	}
 	rc, err := f.Open()
 	if err != nil {
 		return nil, reject(ErrMalformed, "zip entry: %v", err)
 	}
 	defer rc.Close()
-	data, err := readCandidate(rc, int64(f.UncompressedSize64), left)
-	z.spend(int64(len(data)))
-	var re *RejectError
-	switch {
-	case errors.As(err, &re) && re.Err == ErrUnreadable:
-		return nil, reject(ErrMalformed, "zip entry: %s", re.Reason)
-	case errors.Is(err, ErrTooLarge) && left < max:
-		z.spend(left) // what was decompressed and dropped
-		return nil, reject(ErrTooLarge, "zip archive expands past %d bytes", z.limit)
-	case err != nil:
-		return nil, err
+	head, err := readHead(rc)
+	if err != nil {
+		return nil, zipEntryErr(err)
 	}
-	return data, nil
+	if f.UncompressedSize64 > uint64(max) {
+		return nil, reject(ErrTooLarge, "zip entry declares %d bytes (limit %d)", f.UncompressedSize64, max)
+	}
+	size := int64(f.UncompressedSize64)
+	if !z.reserve(size) {
+		return nil, reject(ErrTooLarge, "zip archive expands past %d bytes", z.limit)
+	}
+	data, err := readRest(rc, head, size, size)
+	z.refund(size - int64(len(data)))
+	return data, zipEntryErr(err)
+}
+
+// zipEntryErr reports a failure to decompress an entry as malformed.
+func zipEntryErr(err error) error {
+	var re *RejectError
+	if errors.As(err, &re) && re.Err == ErrUnreadable {
+		return reject(ErrMalformed, "zip entry: %s", re.Reason)
+	}
+	return err
 }
 
 // baseName is the last component of a zip entry name, with either
