@@ -160,6 +160,14 @@ func guard(data []byte) (layout, error) {
 		if err != nil {
 			return l, err
 		}
+		// The parser panics on a Specific Character Set that is not text.
+		if e.tag == tag.SpecificCharacterSet {
+			switch tag.GetVRKind(e.tag, e.vr) {
+			case tag.VRStringList, tag.VRString, tag.VRDate:
+			default:
+				return l, reject(ErrMalformed, "specific character set has VR %s", e.vr)
+			}
+		}
 		if e.tag.Group <= lastParsedGroup {
 			l.cut = e.next
 		}

@@ -210,6 +210,10 @@ func hostile() []struct {
 			}
 			return withHead(b)
 		}(), ErrTooLarge},
+		{"binary specific character set", func() []byte {
+			b := fileMeta(ctImage, "1.2.3", tsExplicitLE)
+			return e.us(b, 0x0008, 0x0005, 1)
+		}(), ErrMalformed},
 		{"DICOMDIR", dicomdir(`DICOM\IM1`), ErrDirectory},
 	}
 }
