@@ -37,9 +37,12 @@ type layout struct {
 	ts    string // transfer syntax UID from the file meta
 	class string // media storage SOP class UID from the file meta
 	sop   string // media storage SOP instance UID from the file meta
-	// cut is where the parser stops: the end of the last top-level element
-	// of group lastParsedGroup or lower. Pixel data lies beyond it.
-	cut int
+	// parse is what the parser reads: the file meta and the public
+	// top-level elements up to group lastParsedGroup. Pixel data lies beyond;
+	// private elements, whose encoding the parser gets wrong more often than
+	// not, are left out. It is a prefix of the file unless something was
+	// left out in between.
+	parse []byte
 }
 
 // isPart10 reports whether data carries the Part 10 preamble and magic.
@@ -64,7 +67,7 @@ func guard(data []byte) (layout, error) {
 		return l, reject(ErrNotDICOM, "no DICM magic at offset 128")
 	}
 	end := len(data)
-	meta := &scanner{b: data, order: binary.LittleEndian, numeric: true}
+	meta := &scanner{b: data, order: binary.LittleEndian, parsed: true}
 	p := metaStart
 	var metaEnd int
 	var elems []elem // file meta elements, at most a handful are kept
@@ -151,11 +154,10 @@ func guard(data []byte) (layout, error) {
 		return l, reject(ErrMalformed, "no dataset after the file meta")
 	}
 	s := &scanner{b: data, order: order, implicit: implicit, elements: meta.elements, numericBytes: meta.numericBytes}
-	l.cut = metaEnd
+	// spans are the parts of data handed to the parser, adjacent ones merged.
+	spans := [][2]int{{0, metaEnd}}
 	for p := metaEnd; p < end; {
-		if end-p >= 2 {
-			s.numeric = s.order.Uint16(data[p:]) <= lastParsedGroup
-		}
+		s.parsed = s.forParser(p, end)
 		e, err := s.element(p, end, 0)
 		if err != nil {
 			return l, err
@@ -168,10 +170,26 @@ func guard(data []byte) (layout, error) {
 				return l, reject(ErrMalformed, "specific character set has VR %s", e.vr)
 			}
 		}
-		if e.tag.Group <= lastParsedGroup {
-			l.cut = e.next
+		if s.parsed {
+			if last := &spans[len(spans)-1]; last[1] == p {
+				last[1] = e.next
+			} else {
+				spans = append(spans, [2]int{p, e.next})
+			}
 		}
 		p = e.next
+	}
+	if len(spans) == 1 {
+		l.parse = data[:spans[0][1]]
+	} else {
+		n := 0
+		for _, sp := range spans {
+			n += sp[1] - sp[0]
+		}
+		l.parse = make([]byte, 0, n)
+		for _, sp := range spans {
+			l.parse = append(l.parse, data[sp[0]:sp[1]]...)
+		}
 	}
 	return l, nil
 }
@@ -225,10 +243,26 @@ type scanner struct {
 	order    binary.ByteOrder
 	implicit bool
 	elements int
-	// numeric says whether the parser will decode what is being walked, so
-	// its numeric values count against MaxNumericBytes.
-	numeric      bool
+	// parsed says whether the parser will read what is being walked: then
+	// the walk follows the parser where it departs from the standard, and
+	// numeric values count against MaxNumericBytes.
+	parsed       bool
 	numericBytes int64
+}
+
+// forParser reports whether the top-level element at p goes to the parser:
+// a public element of group lastParsedGroup or lower, unless it is UN of
+// undefined length in an explicit VR dataset (the parser would read its
+// content, implicit VR by the standard, as explicit).
+func (s *scanner) forParser(p, end int) bool {
+	if end-p < 12 {
+		return true // let the walk report it
+	}
+	group := s.order.Uint16(s.b[p:])
+	if group > lastParsedGroup || group%2 == 1 {
+		return false
+	}
+	return s.implicit || string(s.b[p+4:p+6]) != "UN" || s.order.Uint32(s.b[p+8:]) != undefinedLength
 }
 
 // elem is one element the scanner walked.
@@ -303,7 +337,9 @@ func (s *scanner) element(p, end, depth int) (elem, error) {
 		switch kind {
 		case tag.VRPixelData:
 			e.next, err = s.fragments(e.vstart, end)
-		case tag.VRSequence, tag.VRUnknown:
+		case tag.VRUnknown:
+			e.next, err = s.unknownSequence(e, end, depth+1)
+		case tag.VRSequence:
 			e.next, err = s.sequence(e.vstart, end, -1, depth+1)
 		default:
 			return e, reject(ErrMalformed, "element %s at offset %d has VR %s and undefined length", e.tag, p, e.vr)
@@ -322,7 +358,7 @@ func (s *scanner) element(p, end, depth int) (elem, error) {
 		}
 	case tag.VRUInt16List, tag.VRUInt32List, tag.VRInt16List, tag.VRInt32List, tag.VRTagList,
 		tag.VRFloat32List, tag.VRFloat64List:
-		if s.numeric {
+		if s.parsed {
 			s.numericBytes += int64(length)
 			if s.numericBytes > MaxNumericBytes {
 				return e, reject(ErrTooLarge, "more than %d bytes of numeric values (element %s at offset %d)", MaxNumericBytes, e.tag, p)
@@ -330,6 +366,31 @@ func (s *scanner) element(p, end, depth int) (elem, error) {
 		}
 	}
 	return e, nil
+}
+
+// unknownSequence walks the content of a UN element of undefined length: a
+// sequence in implicit VR little endian, says the standard, but the parser
+// reads it in the dataset's encoding. Where the parser will not read it, it
+// is walked as the standard says; where it will, as the parser does.
+func (s *scanner) unknownSequence(e elem, end, depth int) (int, error) {
+	if s.implicit && s.order == binary.LittleEndian {
+		return s.sequence(e.vstart, end, -1, depth)
+	}
+	if s.parsed {
+		next, err := s.sequence(e.vstart, end, -1, depth)
+		if err != nil {
+			std := *s
+			std.implicit, std.order = true, binary.LittleEndian
+			if _, serr := std.sequence(e.vstart, end, -1, depth); serr == nil {
+				return 0, reject(ErrUnsupported, "element %s at offset %d: the parser cannot read implicit VR inside UN of undefined length", e.tag, e.off)
+			}
+		}
+		return next, err
+	}
+	order, implicit := s.order, s.implicit
+	s.order, s.implicit = binary.LittleEndian, true
+	defer func() { s.order, s.implicit = order, implicit }()
+	return s.sequence(e.vstart, end, -1, depth)
 }
 
 // item reads the item or delimiter header at p: (FFFE,eeee) and a 4-byte

@@ -68,13 +68,13 @@ func Parse(data []byte) (archive.InstanceMeta, error) {
 	return m, nil
 }
 
-// decode guards data and parses its dataset up to the layout's cut.
+// decode guards data and parses the part of it the guard hands on.
 func decode(data []byte) (dicom.Dataset, layout, error) {
 	l, err := guard(data)
 	if err != nil {
 		return dicom.Dataset{}, l, err
 	}
-	ds, err := parseDataset(data[:l.cut])
+	ds, err := parseDataset(l.parse)
 	return ds, l, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -34,11 +35,26 @@ func TestParseAccepts(t *testing.T) {
 		// Drop (0002,0000): 12 bytes after the magic.
 		return append(b[:132:132], b[144:]...)
 	}
+	// unSeq is UN of undefined length holding a sequence in implicit VR, as
+	// the standard has it.
+	unSeq := func(group, el uint16) []byte {
+		var b []byte
+		if group%2 == 1 {
+			b = explicitLE.str(b, group, 0x0010, "LO", "ACME")
+		}
+		b = explicitLE.header(b, group, el, "UN", undefinedLength)
+		b = implicitLE.item(b, undefinedLength)
+		b = implicitLE.str(b, 0x0008, 0x1150, "UI", ctImage)
+		b = implicitLE.itemEnd(b)
+		return implicitLE.seqEnd(b)
+	}
 	tests := []struct {
 		name string
 		data []byte
 		ts   string
 	}{
+		{"private UN sequence in implicit VR", func() []byte { i := ct(1); i.head = unSeq(0x0009, 0x1001); return i.bytes() }(), tsExplicitLE},
+		{"public UN sequence in implicit VR", func() []byte { i := ct(1); i.head = unSeq(0x0008, 0x1140); return i.bytes() }(), tsExplicitLE},
 		{"explicit VR little endian", ct(1).bytes(), tsExplicitLE},
 		{"implicit VR little endian", func() []byte { i := ct(1); i.ts = tsImplicitLE; return i.bytes() }(), tsImplicitLE},
 		{"explicit VR big endian", func() []byte { i := ct(1); i.ts = tsExplicitBE; return i.bytes() }(), tsExplicitBE},
@@ -101,13 +117,17 @@ func TestParseUsesFileMetaForMissingSOPUIDs(t *testing.T) {
 	}
 }
 
-// hostile returns crafted inputs with the sentinel each must be rejected
-// with.
-func hostile() []struct {
+type hostileInput struct {
 	name string
 	data []byte
 	want error
-} {
+}
+
+// hostile returns crafted inputs with the sentinel each must be rejected
+// with. They are built once; callers must not modify them.
+var hostile = sync.OnceValue(makeHostile)
+
+func makeHostile() []hostileInput {
 	e := explicitLE
 	valid := ct(1).bytes()
 	withHead := func(head []byte) []byte { i := ct(1); i.head = head; return i.bytes() }
@@ -132,11 +152,7 @@ func hostile() []struct {
 		i.ts, i.head = tsImplicitLE, nestedDefined(implicitLE, 100)
 		return i.bytes()
 	}
-	return []struct {
-		name string
-		data []byte
-		want error
-	}{
+	return []hostileInput{
 		{"empty", nil, ErrNotDICOM},
 		{"viewer program", []byte("MZ\x90\x00\x03\x00\x00\x00 This program cannot be run in DOS mode"), ErrNotDICOM},
 		{"text", []byte("This CD contains a DICOM viewer.\r\n"), ErrNotDICOM},
@@ -210,6 +226,16 @@ func hostile() []struct {
 			}
 			return withHead(b)
 		}(), ErrTooLarge},
+		{"UN sequence in implicit VR inside a parsed sequence", func() []byte {
+			var it []byte
+			it = e.str(it, 0x0009, 0x0010, "LO", "ACME")
+			it = e.header(it, 0x0009, 0x1001, "UN", undefinedLength)
+			it = implicitLE.item(it, undefinedLength)
+			it = implicitLE.str(it, 0x0008, 0x1150, "UI", ctImage)
+			it = implicitLE.seqEnd(implicitLE.itemEnd(it))
+			return withHead(e.sequence(nil, 0x0008, 0x1140, it))
+		}(), ErrUnsupported},
+		{"huge length in a private element", withHead(append(e.str(nil, 0x0009, 0x0010, "LO", "ACME"), e.header(nil, 0x0009, 0x1001, "UT", 0xFFFFFFF0)...)), ErrMalformed},
 		{"binary specific character set", func() []byte {
 			b := fileMeta(ctImage, "1.2.3", tsExplicitLE)
 			return e.us(b, 0x0008, 0x0005, 1)
