@@ -65,6 +65,7 @@ type Instance struct {
 	SHA256            [32]byte // of the original bytes
 	Root              cid.Cid  // root of the encrypted object's DAG
 	Compressed        bool     // zstd-compressed before encryption
+	Shuffled          bool     // bytes de-interleaved in pairs before compression
 }
 
 // Series describes one stored series.
@@ -91,7 +92,8 @@ type Study struct {
 	Accession   string
 	Modalities  []string // sorted, distinct
 	BodyParts   []string // sorted, distinct
-	Series      []Series // ordered by Number, then UID
+	Series      []Series // ordered by Number, then UID; nil in Studies results
+	SeriesCount int      // len(Series) of the full record
 	Instances   int
 	Bytes       int64 // original bytes of all instances
 	Version     int   // 1 for the first commit, +1 for each commit that changed it

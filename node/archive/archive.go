@@ -1,8 +1,8 @@
 package archive
 
 import (
-	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,11 +21,7 @@ import (
 
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
-	ipld "github.com/ipfs/go-ipld-format"
-	"github.com/klauspost/compress/zstd"
-	"github.com/multiformats/go-multihash"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -35,29 +31,39 @@ import (
 // ErrBusy is returned by Begin when the study already has an open Tx.
 var ErrBusy = errors.New("archive: study is being written")
 
-// BlockSize is the size of the ciphertext chunks.
-const BlockSize = 1 << 20
-
+// Index buckets. Keys of studies and series are HMAC-SHA-256 of the Study
+// Instance UID; values are sealed with XChaCha20-Poly1305, the bucket name and
+// key as associated data. pending holds one random key per open Tx.
 var (
-	bucketStudies = []byte("studies")
+	bucketStudies = []byte("studies") // summary: Study without Series, sealed key, manifest
+	bucketSeries  = []byte("series")  // the series and instances of a study
 	bucketPending = []byte("pending")
 )
 
-// uncompressed transfer syntaxes, where zstd pays off.
-var uncompressed = map[string]bool{
-	"1.2.840.10008.1.2": true, "1.2.840.10008.1.2.1": true, "1.2.840.10008.1.2.2": true,
+// summary is the index record of a study kept in memory.
+type summary struct {
+	Study     Study // Series nil
+	SealedKey []byte
+	Manifest  cid.Cid // root of the encrypted detail manifest
 }
 
-// rawPrefix and nodePrefix are the only CID profiles the archive writes.
-var (
-	rawPrefix   = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: multihash.SHA2_256, MhLength: -1}
-	nodeBuilder = cid.V1Builder{Codec: cid.DagProtobuf, MhType: multihash.SHA2_256}
-)
+// detail is the index record of a study's series, read on demand.
+type detail struct {
+	Series []Series
+}
 
-// record is what the index keeps for a study, sealed at rest.
-type record struct {
-	Study     Study
-	SealedKey []byte // study key sealed to the owner's recipient
+// manifestFormat names the encoding of the detail manifest object.
+const manifestFormat = "dicomesh/archive/detail/v1"
+
+// maxManifest bounds the detail manifest read back.
+const maxManifest = 256 << 20
+
+// manifest is the plaintext of the detail manifest object: the whole study
+// record (Root unset), enough to rebuild the index entry from the study's
+// root and key alone.
+type manifest struct {
+	Format string
+	Study  Study
 }
 
 // Archive is a facility's study store. It is safe for concurrent use.
@@ -66,38 +72,61 @@ type Archive struct {
 	bs   *fileStore
 	db   *bolt.DB
 	mac  [32]byte
-	seal cipherAEAD
-	zenc *zstd.Encoder
-	zdec *zstd.Decoder
+	seal cipher.AEAD
 	log  *slog.Logger
 
 	mu      sync.RWMutex
-	studies map[string]*record
+	studies map[string]*summary
 	busy    map[string]bool
+	cache   map[string]*cached // details recently read, by study UID
 }
 
-type cipherAEAD interface {
-	Seal(dst, nonce, plaintext, ad []byte) []byte
-	Open(dst, nonce, ciphertext, ad []byte) ([]byte, error)
-	NonceSize() int
+// cached is a study's detail with its instances by SOP Instance UID.
+type cached struct {
+	version int
+	series  []Series
+	bySOP   map[string]Instance
 }
 
-// Open opens or creates the archive in cfg.Dir. Blocks left behind by a
-// write that never committed are swept.
+const maxCached = 64
+
+// DefaultConfig returns a configuration with every optional field set; Dir
+// and Owner remain to be filled in.
+func DefaultConfig() Config {
+	return Config{Now: time.Now, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// Validate reports whether c can be opened.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("archive config: Dir is required")
+	case c.Owner == nil:
+		return errors.New("archive config: Owner is required")
+	}
+	return nil
+}
+
+// Open opens or creates the archive in cfg.Dir. If a write was interrupted
+// (the process died with a Tx open), every block that no committed study
+// references is deleted before Open returns.
 func Open(cfg Config) (*Archive, error) {
-	if cfg.Dir == "" || cfg.Owner == nil {
-		return nil, errors.New("archive: Dir and Owner are required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	def := DefaultConfig()
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = def.Now
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open archive: %w", err)
 	}
 	bs, err := newFileStore(filepath.Join(cfg.Dir, "blocks"), cfg.NoSync)
 	if err != nil {
-		return nil, fmt.Errorf("open archive: %w", err)
+		return nil, fmt.Errorf("open archive blocks: %w", err)
 	}
 	db, err := bolt.Open(filepath.Join(cfg.Dir, "index.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: cfg.NoSync})
 	if err != nil {
@@ -109,33 +138,34 @@ func Open(cfg Config) (*Archive, error) {
 		db.Close()
 		return nil, err
 	}
-	zenc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	zdec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
 	a := &Archive{
-		cfg: cfg, bs: bs, db: db, mac: cfg.Owner.DeriveKey("archive index key"), seal: aead,
-		zenc: zenc, zdec: zdec, log: log, studies: map[string]*record{}, busy: map[string]bool{},
+		cfg: cfg, bs: bs, db: db, mac: cfg.Owner.DeriveKey("archive index key"), seal: aead, log: cfg.Logger,
+		studies: map[string]*summary{}, busy: map[string]bool{}, cache: map[string]*cached{},
 	}
-	pending := false
+	pending := 0
 	err = db.Update(func(tx *bolt.Tx) error {
 		sb, err := tx.CreateBucketIfNotExists(bucketStudies)
 		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketSeries); err != nil {
 			return err
 		}
 		pb, err := tx.CreateBucketIfNotExists(bucketPending)
 		if err != nil {
 			return err
 		}
-		pending = pb.Stats().KeyN > 0
+		pending = pb.Stats().KeyN
 		return sb.ForEach(func(k, v []byte) error {
-			var rec record
-			if err := a.unseal(k, v, &rec); err != nil {
+			var s summary
+			if err := a.unseal(bucketStudies, k, v, &s); err != nil {
 				return fmt.Errorf("index entry: %w", err)
 			}
-			a.studies[rec.Study.UID] = &rec
+			a.studies[s.Study.UID] = &s
 			return nil
 		})
 	})
-	if err == nil && pending {
+	if err == nil && pending > 0 {
 		err = a.sweep(context.Background())
 	}
 	if err != nil {
@@ -145,13 +175,15 @@ func Open(cfg Config) (*Archive, error) {
 	return a, nil
 }
 
-// Close closes the index.
+// Close closes the index. Open Txs must have ended.
 func (a *Archive) Close() error {
-	a.zdec.Close()
 	return a.db.Close()
 }
 
-// Blockstore returns the block store holding the studies' ciphertext.
+// Blockstore returns the block store holding the studies' ciphertext. Every
+// block read from it is checked against its CID; Put syncs before returning.
+// Blocks put there that no committed study references are deleted by the
+// sweep that follows an interrupted write.
 func (a *Archive) Blockstore() blockstore.Blockstore { return a.bs }
 
 func (a *Archive) indexKey(uid string) []byte {
@@ -160,69 +192,108 @@ func (a *Archive) indexKey(uid string) []byte {
 	return m.Sum(nil)
 }
 
-func (a *Archive) sealValue(key []byte, v any) ([]byte, error) {
+func ad(bucket, key []byte) []byte {
+	return append(append(append([]byte{}, bucket...), 0), key...)
+}
+
+func (a *Archive) sealValue(bucket, key []byte, v any) ([]byte, error) {
 	plain, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, a.seal.NonceSize())
+	nonce := make([]byte, a.seal.NonceSize(), a.seal.NonceSize()+len(plain)+a.seal.Overhead())
 	rand.Read(nonce)
-	return a.seal.Seal(nonce, nonce, plain, key), nil
+	return a.seal.Seal(nonce, nonce, plain, ad(bucket, key)), nil
 }
 
-func (a *Archive) unseal(key, v []byte, out any) error {
+func (a *Archive) unseal(bucket, key, v []byte, out any) error {
 	n := a.seal.NonceSize()
 	if len(v) < n {
 		return errors.New("sealed value too short")
 	}
-	plain, err := a.seal.Open(nil, v[:n], v[n:], key)
+	plain, err := a.seal.Open(nil, v[:n], v[n:], ad(bucket, key))
 	if err != nil {
 		return errors.New("sealed value does not authenticate (tampered, or another facility's key)")
 	}
 	return json.Unmarshal(plain, out)
 }
 
-// Study returns the latest version of a study.
+// Study returns the latest version of a study, with its series and instances.
 func (a *Archive) Study(uid string) (Study, error) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	rec, ok := a.studies[uid]
-	if !ok {
-		return Study{}, fmt.Errorf("study %s: %w", uid, ErrNotFound)
+	s, c, err := a.full(uid)
+	if err != nil {
+		return Study{}, err
 	}
-	return rec.Study, nil
+	st := s.Study
+	st.Series = c.series
+	return st, nil
+}
+
+// full returns a study's summary and detail.
+func (a *Archive) full(uid string) (*summary, *cached, error) {
+	a.mu.RLock()
+	s, ok := a.studies[uid]
+	c := a.cache[uid]
+	a.mu.RUnlock()
+	if !ok {
+		return nil, nil, fmt.Errorf("study %s: %w", uid, ErrNotFound)
+	}
+	if c != nil && c.version == s.Study.Version {
+		return s, c, nil
+	}
+	var d detail
+	key := a.indexKey(uid)
+	err := a.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSeries).Get(key)
+		if v == nil {
+			return fmt.Errorf("series of study %s missing from the index", uid)
+		}
+		return a.unseal(bucketSeries, key, v, &d)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("study %s: %w", uid, err)
+	}
+	c = newCached(s.Study.Version, d.Series)
+	a.mu.Lock()
+	if cur := a.studies[uid]; cur != nil && cur.Study.Version == c.version {
+		if len(a.cache) >= maxCached {
+			clear(a.cache)
+		}
+		a.cache[uid] = c
+	}
+	a.mu.Unlock()
+	return s, c, nil
+}
+
+func newCached(version int, series []Series) *cached {
+	c := &cached{version: version, series: series, bySOP: map[string]Instance{}}
+	for _, se := range series {
+		for _, in := range se.Instances {
+			c.bySOP[in.SOPInstanceUID] = in
+		}
+	}
+	return c
 }
 
 // HasInstance reports whether the study holds the instance.
-func (a *Archive) HasInstance(studyUID, sopUID string) bool {
-	_, _, err := a.instance(studyUID, sopUID)
-	return err == nil
+func (a *Archive) HasInstance(studyUID, sopInstanceUID string) bool {
+	_, c, err := a.full(studyUID)
+	if err != nil {
+		return false
+	}
+	_, ok := c.bySOP[sopInstanceUID]
+	return ok
 }
 
-func (a *Archive) instance(studyUID, sopUID string) (*record, Instance, error) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	rec, ok := a.studies[studyUID]
-	if !ok {
-		return nil, Instance{}, fmt.Errorf("study %s: %w", studyUID, ErrNotFound)
-	}
-	for _, se := range rec.Study.Series {
-		for _, in := range se.Instances {
-			if in.SOPInstanceUID == sopUID {
-				return rec, in, nil
-			}
-		}
-	}
-	return nil, Instance{}, fmt.Errorf("instance %s: %w", sopUID, ErrNotFound)
-}
-
-// Studies returns the studies matching q, newest study date first.
+// Studies returns the studies matching q, newest study date first, then by
+// UID. The results are summaries: Series is nil (SeriesCount is set); Study
+// returns the series and instances.
 func (a *Archive) Studies(q Query) ([]Study, error) {
 	a.mu.RLock()
 	var out []Study
-	for _, rec := range a.studies {
-		if q.matches(&rec.Study) {
-			out = append(out, rec.Study)
+	for _, s := range a.studies {
+		if q.matches(&s.Study) {
+			out = append(out, s.Study)
 		}
 	}
 	a.mu.RUnlock()
@@ -243,7 +314,7 @@ func (q Query) matches(s *Study) bool {
 	case q.PatientID != "" && q.PatientID != s.PatientID,
 		q.Issuer != "" && q.Issuer != s.Issuer,
 		q.Accession != "" && q.Accession != s.Accession,
-		q.PatientName != "" && !strings.HasPrefix(strings.ToUpper(s.PatientName), strings.ToUpper(q.PatientName)),
+		q.PatientName != "" && !hasPrefixFold(s.PatientName, q.PatientName),
 		q.Modality != "" && !slices.Contains(s.Modalities, q.Modality),
 		q.DateFrom != "" && s.StudyDate < q.DateFrom,
 		q.DateTo != "" && s.StudyDate > q.DateTo:
@@ -252,169 +323,262 @@ func (q Query) matches(s *Study) bool {
 	return true
 }
 
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
 // StudyKey returns the key a study's blocks are encrypted to.
-func (a *Archive) StudyKey(uid string) (*crypto.StudyKey, error) {
+func (a *Archive) StudyKey(studyUID string) (*crypto.StudyKey, error) {
 	a.mu.RLock()
-	rec, ok := a.studies[uid]
+	s, ok := a.studies[studyUID]
 	a.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("study %s: %w", uid, ErrNotFound)
+		return nil, fmt.Errorf("study %s: %w", studyUID, ErrNotFound)
 	}
-	return crypto.OpenStudyKey(rec.SealedKey, a.cfg.Owner.AgeIdentity())
+	k, err := crypto.OpenStudyKey(s.SealedKey, a.cfg.Owner.AgeIdentity())
+	if err != nil {
+		return nil, fmt.Errorf("study %s: %w", studyUID, err)
+	}
+	return k, nil
 }
 
-// ReadInstance returns the original bytes of an instance, decrypted and
-// verified against the SHA-256 recorded at ingest.
-func (a *Archive) ReadInstance(ctx context.Context, studyUID, sopUID string) (io.ReadCloser, error) {
-	rec, in, err := a.instance(studyUID, sopUID)
+// ReadInstance returns a reader of an instance's original bytes, decrypted
+// and decompressed as they are read. Every block is checked against its CID
+// and every ciphertext chunk authenticated before its bytes are returned; at
+// the end the size and SHA-256 recorded at ingest are checked, and a mismatch
+// is returned instead of io.EOF. A damaged block is an error wrapping
+// ErrCorrupt (or an authentication error), never wrong bytes.
+func (a *Archive) ReadInstance(ctx context.Context, studyUID, sopInstanceUID string) (io.ReadCloser, error) {
+	s, c, err := a.full(studyUID)
 	if err != nil {
 		return nil, err
 	}
-	key, err := crypto.OpenStudyKey(rec.SealedKey, a.cfg.Owner.AgeIdentity())
+	in, ok := c.bySOP[sopInstanceUID]
+	if !ok {
+		return nil, fmt.Errorf("instance %s of study %s: %w", sopInstanceUID, studyUID, ErrNotFound)
+	}
+	key, err := crypto.OpenStudyKey(s.SealedKey, a.cfg.Owner.AgeIdentity())
 	if err != nil {
-		return nil, fmt.Errorf("read instance %s: %w", sopUID, err)
+		return nil, fmt.Errorf("read instance %s: %w", sopInstanceUID, err)
 	}
-	data, err := a.readObject(ctx, in.Root, key, in.Compressed)
+	r, err := openInstance(ctx, a.bs, key, in)
 	if err != nil {
-		return nil, fmt.Errorf("read instance %s: %w", sopUID, err)
+		return nil, fmt.Errorf("read instance %s: %w", sopInstanceUID, err)
 	}
-	if sha256.Sum256(data) != in.SHA256 {
-		return nil, fmt.Errorf("read instance %s: content does not match its recorded SHA-256", sopUID)
-	}
-	return io.NopCloser(bytes.NewReader(data)), nil
+	return r, nil
 }
 
-// readObject reassembles, decrypts and decompresses one encrypted object.
-func (a *Archive) readObject(ctx context.Context, root cid.Cid, key *crypto.StudyKey, compressed bool) ([]byte, error) {
-	blk, err := a.bs.Get(ctx, root)
-	if err != nil {
-		return nil, err
-	}
-	var ct bytes.Buffer
-	if root.Type() == cid.Raw {
-		// An object that fits in one block is that block.
-		ct.Write(blk.RawData())
-	} else {
-		node, err := merkledag.DecodeProtobuf(blk.RawData())
-		if err != nil {
-			return nil, fmt.Errorf("object node %s: %w", root, err)
-		}
-		for _, l := range node.Links() {
-			b, err := a.bs.Get(ctx, l.Cid)
-			if err != nil {
-				return nil, err
-			}
-			ct.Write(b.RawData())
-		}
-	}
-	r, err := key.Decrypt(&ct)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	if compressed {
-		return a.zdec.DecodeAll(plain, nil)
-	}
-	return plain, nil
-}
+// exportWorkers is how many instances Export reads and writes at once.
+const exportWorkers = 4
 
-// Export writes a study's instances to dir/<series UID>/<SOP UID>.dcm, each
-// verified against its SHA-256.
-func (a *Archive) Export(ctx context.Context, studyUID, dir string) (int, error) {
-	st, err := a.Study(studyUID)
+// Export writes a study's instances to dir/<series UID>/<SOP UID>.dcm. Each
+// file is written under a temporary name and renamed once its content has
+// matched the recorded SHA-256, so a file with the final name is always
+// complete and correct. It returns how many files were written.
+func (a *Archive) Export(ctx context.Context, studyUID, dir string) (n int, err error) {
+	s, c, err := a.full(studyUID)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, se := range st.Series {
+	key, err := crypto.OpenStudyKey(s.SealedKey, a.cfg.Owner.AgeIdentity())
+	if err != nil {
+		return 0, fmt.Errorf("export %s: %w", studyUID, err)
+	}
+	type job struct {
+		dir string
+		in  Instance
+	}
+	var jobs []job
+	for _, se := range c.series {
 		sd := filepath.Join(dir, se.UID)
 		if err := os.MkdirAll(sd, 0o755); err != nil {
-			return n, err
+			return 0, fmt.Errorf("export %s: %w", studyUID, err)
 		}
 		for _, in := range se.Instances {
-			rc, err := a.ReadInstance(ctx, studyUID, in.SOPInstanceUID)
-			if err != nil {
-				return n, err
-			}
-			data, _ := io.ReadAll(rc)
-			if err := os.WriteFile(filepath.Join(sd, in.SOPInstanceUID+".dcm"), data, 0o644); err != nil {
-				return n, err
-			}
-			n++
+			jobs = append(jobs, job{sd, in})
 		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		next  = make(chan job)
+	)
+	for range min(exportWorkers, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 256<<10)
+			for j := range next {
+				err := a.exportOne(ctx, key, j.in, j.dir, buf)
+				mu.Lock()
+				if err == nil {
+					n++
+				} else if first == nil {
+					first = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		select {
+		case next <- j:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	if first != nil {
+		return n, fmt.Errorf("export %s: %w", studyUID, first)
 	}
 	return n, nil
 }
 
-// putObject encrypts data and chunks the ciphertext into raw blocks under
-// one dag-pb node, and returns the object's root and the blocks written. An
-// object that fits in one block is rooted at that block, with no node.
-func (a *Archive) putObject(ctx context.Context, key *crypto.StudyKey, data []byte) (cid.Cid, []cid.Cid, error) {
-	var ct bytes.Buffer
-	ct.Grow(len(data) + 512)
-	w, err := key.Encrypt(&ct)
+func (a *Archive) exportOne(ctx context.Context, key *crypto.StudyKey, in Instance, dir string, buf []byte) error {
+	r, err := openInstance(ctx, a.bs, key, in)
 	if err != nil {
-		return cid.Undef, nil, err
+		return fmt.Errorf("instance %s: %w", in.SOPInstanceUID, err)
 	}
-	if _, err := w.Write(data); err != nil {
-		return cid.Undef, nil, err
-	}
-	if err := w.Close(); err != nil {
-		return cid.Undef, nil, err
-	}
-	node := merkledag.NodeWithData(nil)
-	node.SetCidBuilder(nodeBuilder)
-	var written []cid.Cid
-	b := ct.Bytes()
-	for i := 0; len(b) > 0; i++ {
-		n := min(len(b), BlockSize)
-		c, err := rawPrefix.Sum(b[:n])
-		if err != nil {
-			return cid.Undef, written, err
-		}
-		blk, _ := blocks.NewBlockWithCid(b[:n], c)
-		if err := a.bs.Put(ctx, blk); err != nil {
-			return cid.Undef, written, err
-		}
-		written = append(written, c)
-		node.AddRawLink(fmt.Sprintf("c%d", i), &ipld.Link{Cid: c, Size: uint64(n)})
-		b = b[n:]
-	}
-	if len(written) == 1 {
-		return written[0], written, nil
-	}
-	if err := a.bs.Put(ctx, node); err != nil {
-		return cid.Undef, written, err
-	}
-	return node.Cid(), append(written, node.Cid()), nil
-}
-
-// sweep deletes every block not reachable from a committed study and clears
-// the pending markers. It runs at Open after an interrupted write.
-func (a *Archive) sweep(ctx context.Context) error {
-	live := map[cid.Cid]bool{}
-	for _, rec := range a.studies {
-		if err := a.mark(ctx, rec.Study.Root, live); err != nil {
-			return fmt.Errorf("sweep: %w", err)
-		}
-	}
-	ch, err := a.bs.AllKeysChan(ctx)
+	defer r.Close()
+	f, err := os.CreateTemp(dir, ".export-*")
 	if err != nil {
 		return err
 	}
-	removed := 0
-	for c := range ch {
-		if !live[c] {
-			if err := a.bs.DeleteBlock(ctx, c); err != nil {
-				return err
+	_, err = io.CopyBuffer(f, r, buf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, in.SOPInstanceUID+".dcm"))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("instance %s: %w", in.SOPInstanceUID, err)
+	}
+	return nil
+}
+
+// LoadStudy rebuilds a study's record from its root and key alone, reading
+// blocks from bs (the archive's or another store): it decrypts the detail
+// manifest and checks that the root links exactly the instances it lists.
+// StoredAt and Version are those of the commit that wrote the root.
+func LoadStudy(ctx context.Context, bs blockstore.Blockstore, root cid.Cid, key *crypto.StudyKey) (Study, error) {
+	st, _, err := loadManifest(ctx, bs, root, key)
+	return st, err
+}
+
+func loadManifest(ctx context.Context, g getter, root cid.Cid, key *crypto.StudyKey) (Study, cid.Cid, error) {
+	fail := func(err error) (Study, cid.Cid, error) {
+		return Study{}, cid.Undef, fmt.Errorf("load study root %s: %w", root, err)
+	}
+	if root.Type() != cid.DagProtobuf {
+		return fail(errors.New("not a dag-pb node"))
+	}
+	blk, err := g.Get(ctx, root)
+	if err != nil {
+		return fail(err)
+	}
+	node, err := merkledag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		return fail(err)
+	}
+	links := node.Links()
+	if len(links) == 0 || links[0].Name != "m" {
+		return fail(errors.New("no detail manifest link"))
+	}
+	plain, err := readObject(ctx, g, key, links[0].Cid, maxManifest)
+	if err != nil {
+		return fail(fmt.Errorf("detail manifest: %w", err))
+	}
+	var m manifest
+	if err := json.Unmarshal(plain, &m); err != nil {
+		return fail(fmt.Errorf("detail manifest: %w", err))
+	}
+	if m.Format != manifestFormat {
+		return fail(fmt.Errorf("detail manifest format %q, want %q", m.Format, manifestFormat))
+	}
+	i := 1
+	for _, se := range m.Study.Series {
+		for _, in := range se.Instances {
+			if i >= len(links) || links[i].Name != instanceLink(i-1) || !links[i].Cid.Equals(in.Root) {
+				return fail(errors.New("root links and detail manifest disagree"))
 			}
-			removed++
+			i++
 		}
 	}
-	a.log.Info("swept blocks of interrupted writes", "removed", removed)
+	if i != len(links) {
+		return fail(errors.New("root links and detail manifest disagree"))
+	}
+	m.Study.Root = root
+	return m.Study, links[0].Cid, nil
+}
+
+func instanceLink(i int) string { return fmt.Sprintf("i%d", i) }
+
+// sweep deletes every block not reachable from a committed study, and
+// leftover temporary files, then clears the pending markers. It runs at Open
+// after an interrupted write.
+func (a *Archive) sweep(ctx context.Context) error {
+	live := map[cid.Cid]bool{}
+	err := a.db.View(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bucketSeries)
+		for _, s := range a.studies {
+			live[s.Study.Root] = true
+			if err := a.markObject(ctx, s.Manifest, live); err != nil {
+				return err
+			}
+			key := a.indexKey(s.Study.UID)
+			v := sb.Get(key)
+			if v == nil {
+				return fmt.Errorf("series of study %s missing from the index", s.Study.UID)
+			}
+			var d detail
+			if err := a.unseal(bucketSeries, key, v, &d); err != nil {
+				return err
+			}
+			for _, se := range d.Series {
+				for _, in := range se.Instances {
+					if err := a.markObject(ctx, in.Root, live); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Without the full live set nothing can be deleted safely: keep the
+		// garbage and the markers, and try again at the next Open.
+		a.log.Warn("cannot sweep the blocks of interrupted writes", "err", err)
+		return nil
+	}
+	removed := 0
+	var rmErr error
+	err = a.bs.walk(ctx, func(c cid.Cid, path string) bool {
+		if c.Defined() && live[c] {
+			return true
+		}
+		if err := os.Remove(path); err != nil {
+			rmErr = err
+			return false
+		}
+		removed++
+		return true
+	})
+	if err == nil {
+		err = rmErr
+	}
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	a.log.Info("swept the blocks of interrupted writes", "removed", removed)
 	return a.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bucketPending); err != nil {
 			return err
@@ -424,27 +588,18 @@ func (a *Archive) sweep(ctx context.Context) error {
 	})
 }
 
-// mark adds c and everything below it to live.
-func (a *Archive) mark(ctx context.Context, c cid.Cid, live map[cid.Cid]bool) error {
-	if live[c] {
+// markObject adds an object's blocks to live.
+func (a *Archive) markObject(ctx context.Context, root cid.Cid, live map[cid.Cid]bool) error {
+	live[root] = true
+	if root.Type() == cid.Raw {
 		return nil
 	}
-	live[c] = true
-	if c.Type() != cid.DagProtobuf {
-		return nil
-	}
-	blk, err := a.bs.Get(ctx, c)
+	cs, err := chunks(ctx, a.bs, root)
 	if err != nil {
 		return err
 	}
-	node, err := merkledag.DecodeProtobuf(blk.RawData())
-	if err != nil {
-		return err
-	}
-	for _, l := range node.Links() {
-		if err := a.mark(ctx, l.Cid, live); err != nil {
-			return err
-		}
+	for _, c := range cs {
+		live[c] = true
 	}
 	return nil
 }

@@ -141,7 +141,7 @@ func TestDuplicateAndNewVersion(t *testing.T) {
 	defer a.Close()
 	store(t, a, "1.2.3", 1, 3)
 	v1, _ := a.Study("1.2.3")
-	before := countBlocks(t, a)
+	before := a.bs.puts.Load()
 
 	tx, _ := a.Begin("1.2.3")
 	m, data := instance("1.2.3", 1, 2)
@@ -162,14 +162,56 @@ func TestDuplicateAndNewVersion(t *testing.T) {
 	if err != nil || st.Version != 2 || st.Instances != 4 {
 		t.Fatalf("new version: %+v %v", st, err)
 	}
-	// The old instances' blocks are reused: version 2 adds one instance block,
-	// a new manifest block and a new root.
-	if grown := countBlocks(t, a) - before; grown != 3 {
-		t.Errorf("version 2 wrote %d blocks, want 3 (old instances reused)", grown)
+	// The old instances' blocks are reused: version 2 writes one instance
+	// block, a new manifest block and a new root.
+	if wrote := a.bs.puts.Load() - before; wrote != 3 {
+		t.Errorf("version 2 wrote %d blocks, want 3 (old instances reused)", wrote)
+	}
+	for i, in := range v1.Series[0].Instances {
+		if got := st.Series[0].Instances[i]; got.Root != in.Root {
+			t.Errorf("instance %s: version 2 root %s, version 1 %s", in.SOPInstanceUID, got.Root, in.Root)
+		}
+	}
+	// Version 1's root and manifest are gone; everything left is reachable.
+	if n, live := countBlocks(t, a), reachable(t, a); n != len(live) || live[v1.Root] {
+		t.Errorf("%d blocks on disk, %d reachable from version 2", n, len(live))
 	}
 	if !bytes.Equal(readAll(t, a, "1.2.3", m.SOPInstanceUID), data) {
 		t.Fatal("new instance differs")
 	}
+}
+
+// reachable lists every block of every committed study.
+func reachable(t testing.TB, a *Archive) map[cid.Cid]bool {
+	t.Helper()
+	ctx := context.Background()
+	live := map[cid.Cid]bool{}
+	all, _ := a.Studies(Query{})
+	for _, sum := range all {
+		st, err := a.Study(sum.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live[st.Root] = true
+		add := func(root cid.Cid) {
+			cs, err := a.objectBlocks(ctx, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				live[c] = true
+			}
+		}
+		a.mu.RLock()
+		add(a.studies[st.UID].Manifest)
+		a.mu.RUnlock()
+		for _, se := range st.Series {
+			for _, in := range se.Instances {
+				add(in.Root)
+			}
+		}
+	}
+	return live
 }
 
 func countBlocks(t testing.TB, a *Archive) int {

@@ -9,38 +9,62 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
-
-	"github.com/ipfs/boxo/blockstore"
 )
 
-// fileStore is a blockstore with one file per block, sharded by the last two
-// characters of the CID. Writes go to a temporary file that is synced and
-// renamed; the shard directories touched are synced by Flush. Every read is
-// re-hashed against its CID, so a corrupted block is an error, never data.
+// fileStore is a blockstore with one file per block, named by the CID in
+// base32 and sharded like flatfs's next-to-last/2 (1024 directories, all
+// created at open). A block file appears under its name only complete: it is
+// written to a temporary file that is renamed. Every read is re-hashed
+// against its CID, so a corrupted block is an error, never data.
+//
+// Put is durable on return (file and directory synced). The archive's own
+// writes use put, which leaves syncing to a syncBatch, so that many files are
+// synced in parallel with the work of producing them.
 type fileStore struct {
 	dir    string
 	noSync bool
-
-	mu    sync.Mutex
-	dirty map[string]bool // shard directories with renames not yet synced
+	puts   atomic.Int64 // block files created, for tests
 }
 
 var _ blockstore.Blockstore = (*fileStore)(nil)
+
+// shardChars is the base32 alphabet of CID strings, which shard names use.
+const shardChars = "abcdefghijklmnopqrstuvwxyz234567"
 
 func newFileStore(dir string, noSync bool) (*fileStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &fileStore{dir: dir, noSync: noSync, dirty: map[string]bool{}}, nil
+	created := false
+	for _, a := range shardChars {
+		for _, b := range shardChars {
+			p := filepath.Join(dir, string(a)+string(b))
+			if _, err := os.Stat(p); err == nil {
+				continue
+			}
+			if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return nil, err
+			}
+			created = true
+		}
+	}
+	if created && !noSync {
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	return &fileStore{dir: dir, noSync: noSync}, nil
 }
 
 func (s *fileStore) path(c cid.Cid) (shard, file string) {
 	k := c.String()
-	shard = filepath.Join(s.dir, k[len(k)-2:])
+	shard = filepath.Join(s.dir, k[len(k)-3:len(k)-1])
 	return shard, filepath.Join(shard, k)
 }
 
@@ -53,6 +77,10 @@ func (s *fileStore) Has(_ context.Context, c cid.Cid) (bool, error) {
 	return err == nil, err
 }
 
+// ErrCorrupt is wrapped by the error of reading a block whose content no
+// longer matches its CID.
+var ErrCorrupt = errors.New("archive: block corrupted on disk")
+
 func (s *fileStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 	_, p := s.path(c)
 	data, err := os.ReadFile(p)
@@ -60,14 +88,14 @@ func (s *fileStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 		return nil, ipld.ErrNotFound{Cid: c}
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read block %s: %w", c, err)
 	}
 	got, err := c.Prefix().Sum(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read block %s: %w", c, err)
 	}
 	if !got.Equals(c) {
-		return nil, fmt.Errorf("block %s is corrupted on disk (content hashes to %s)", c, got)
+		return nil, fmt.Errorf("%w: block %s hashes to %s", ErrCorrupt, c, got)
 	}
 	return blocks.NewBlockWithCid(data, c)
 }
@@ -84,45 +112,77 @@ func (s *fileStore) GetSize(_ context.Context, c cid.Cid) (int, error) {
 	return int(fi.Size()), nil
 }
 
+// Put stores a block durably. The CID must be one the archive writes
+// (CIDv1, sha2-256) and must match the data.
 func (s *fileStore) Put(ctx context.Context, b blocks.Block) error {
-	shard, p := s.path(b.Cid())
-	if _, err := os.Stat(p); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(shard, 0o700); err != nil {
+	if err := checkBlock(b); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(shard, ".tmp-*")
-	if err != nil {
+	var batch syncBatch
+	batch.init(s.noSync)
+	if err := s.put(b.Cid(), b.RawData(), &batch); err != nil {
+		batch.wait()
 		return err
 	}
-	tmp := f.Name()
-	_, err = f.Write(b.RawData())
-	if err == nil && !s.noSync {
-		err = f.Sync()
+	return batch.wait()
+}
+
+// checkBlock refuses blocks of another profile, or whose data do not match.
+func checkBlock(b blocks.Block) error {
+	c := b.Cid()
+	p := c.Prefix()
+	if p.Version != 1 || p.MhType != rawPrefix.MhType || (p.Codec != cid.Raw && p.Codec != cid.DagProtobuf) {
+		return fmt.Errorf("put block %s: not a CIDv1 sha2-256 raw or dag-pb block", c)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
+	got, err := p.Sum(b.RawData())
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("put block %s: %w", b.Cid(), err)
+		return fmt.Errorf("put block %s: %w", c, err)
 	}
-	s.mu.Lock()
-	s.dirty[shard] = true
-	s.mu.Unlock()
+	if !got.Equals(c) {
+		return fmt.Errorf("put block %s: data hash to %s", c, got)
+	}
 	return nil
 }
 
 func (s *fileStore) PutMany(ctx context.Context, bs []blocks.Block) error {
+	var batch syncBatch
+	batch.init(s.noSync)
 	for _, b := range bs {
-		if err := s.Put(ctx, b); err != nil {
+		if err := checkBlock(b); err != nil {
+			batch.wait()
+			return err
+		}
+		if err := s.put(b.Cid(), b.RawData(), &batch); err != nil {
+			batch.wait()
 			return err
 		}
 	}
+	return batch.wait()
+}
+
+// put writes a block unless it is already stored, and hands the new file to
+// batch to be synced. The caller vouches that c is the CID of data.
+func (s *fileStore) put(c cid.Cid, data []byte, batch *syncBatch) error {
+	shard, p := s.path(c)
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	f, err := os.CreateTemp(shard, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("put block %s: %w", c, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("put block %s: %w", c, err)
+	}
+	s.puts.Add(1)
+	batch.file(f, shard)
 	return nil
 }
 
@@ -135,44 +195,143 @@ func (s *fileStore) DeleteBlock(_ context.Context, c cid.Cid) error {
 	return err
 }
 
+// AllKeysChan lists every stored block. Leftover temporary files are not
+// blocks and are skipped.
 func (s *fileStore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
-	ch := make(chan cid.Cid)
+	ch := make(chan cid.Cid, 64)
 	go func() {
 		defer close(ch)
-		filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
-				return nil
-			}
-			c, err := cid.Decode(d.Name())
-			if err != nil {
-				return nil
-			}
+		s.walk(ctx, func(c cid.Cid, _ string) bool {
 			select {
 			case ch <- c:
-				return nil
+				return true
 			case <-ctx.Done():
-				return ctx.Err()
+				return false
 			}
 		})
 	}()
 	return ch, nil
 }
 
-// Flush makes the renames of every block written so far durable.
-func (s *fileStore) Flush() error {
-	if s.noSync {
-		return nil
+// walk calls fn for every block file and for every leftover temporary file
+// (with an undefined CID) until fn returns false.
+func (s *fileStore) walk(ctx context.Context, fn func(c cid.Cid, path string) bool) error {
+	shards, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
 	}
-	s.mu.Lock()
-	dirs := s.dirty
-	s.dirty = map[string]bool{}
-	s.mu.Unlock()
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
+	for _, sh := range shards {
+		if !sh.IsDir() {
+			continue
+		}
+		ents, err := os.ReadDir(filepath.Join(s.dir, sh.Name()))
+		if err != nil {
 			return err
 		}
+		for _, e := range ents {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p := filepath.Join(s.dir, sh.Name(), e.Name())
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				if !fn(cid.Undef, p) {
+					return nil
+				}
+				continue
+			}
+			c, err := cid.Decode(e.Name())
+			if err != nil {
+				continue
+			}
+			if !fn(c, p) {
+				return nil
+			}
+		}
 	}
-	return syncDir(s.dir)
+	return nil
+}
+
+// syncBatch syncs block files in the background while more are written, a
+// few at a time, and then the directories that received them. Syncs of many
+// files in flight together share the file system's journal commits, which
+// makes a batch far cheaper than syncing each file before writing the next.
+type syncBatch struct {
+	noSync bool
+	sem    chan struct{}
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	dirs map[string]bool
+	err  error
+}
+
+// syncParallel bounds the files of one batch being synced at once.
+const syncParallel = 16
+
+func (b *syncBatch) init(noSync bool) {
+	b.noSync = noSync
+	b.sem = make(chan struct{}, syncParallel)
+	b.dirs = map[string]bool{}
+}
+
+// file takes ownership of f: it is synced and closed in the background.
+func (b *syncBatch) file(f *os.File, dir string) {
+	b.mu.Lock()
+	b.dirs[dir] = true
+	b.mu.Unlock()
+	if b.noSync {
+		f.Close()
+		return
+	}
+	b.sem <- struct{}{}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		<-b.sem
+		if err != nil {
+			b.fail(fmt.Errorf("sync block file: %w", err))
+		}
+	}()
+}
+
+func (b *syncBatch) fail(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.mu.Unlock()
+}
+
+// wait returns once every file handed over so far and the directories they
+// are in are synced, with the first error met.
+func (b *syncBatch) wait() error {
+	b.wg.Wait()
+	b.mu.Lock()
+	dirs := b.dirs
+	b.dirs = map[string]bool{}
+	b.mu.Unlock()
+	if !b.noSync {
+		for d := range dirs {
+			b.sem <- struct{}{}
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				err := syncDir(d)
+				<-b.sem
+				if err != nil {
+					b.fail(fmt.Errorf("sync block directory: %w", err))
+				}
+			}()
+		}
+		b.wg.Wait()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 func syncDir(dir string) error {

@@ -3,7 +3,6 @@ package archive
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ipfs/go-cid"
 
 	"github.com/dicomesh/dicomesh/crypto"
 )
@@ -131,16 +128,7 @@ func TestKillDuringIngest(t *testing.T) {
 			}
 		}
 		// Nothing but the committed studies' blocks remains.
-		live := map[string]bool{}
-		for _, st := range all {
-			m := map[cid.Cid]bool{}
-			if err := a.mark(context.Background(), st.Root, m); err != nil {
-				t.Fatal(err)
-			}
-			for c := range m {
-				live[c.String()] = true
-			}
-		}
+		live := reachable(t, a)
 		if n := countBlocks(t, a); n != len(live) {
 			t.Errorf("round %d: %d blocks on disk, %d reachable: garbage of the interrupted write was not swept", round, n, len(live))
 		}

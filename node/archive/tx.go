@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -17,51 +18,75 @@ import (
 	"github.com/dicomesh/dicomesh/crypto"
 )
 
-// Tx adds instances to one study. Add may be called from several goroutines;
-// Commit or Rollback ends it.
+// ErrEnded is returned by Add and Commit on a Tx that was committed or
+// rolled back.
+var ErrEnded = errors.New("archive: transaction already ended")
+
+// Tx adds instances to one study. Add may be called from several goroutines
+// at once; Commit or Rollback ends the Tx, after the Adds have returned.
+//
+// A Tx writes its blocks as Add is called, syncing them in the background,
+// and records the study in the index only in Commit. Until then a durable
+// pending marker makes the next Open delete the blocks of a Tx that never
+// ended (the process died).
 type Tx struct {
 	a       *Archive
 	uid     string
 	pending []byte // marker key in the pending bucket
 	key     *crypto.StudyKey
 	sealed  []byte
-	prev    *record // nil for a new study
+	prev    *summary // nil for a new study
+	batch   syncBatch
 
 	mu       sync.Mutex
-	metas    map[string]InstanceMeta // by SOP Instance UID, this version's view
-	objs     map[string]Instance
-	changed  bool
-	written  []cid.Cid
+	objs     map[string]Instance     // the next version's instances, by SOP Instance UID
+	metas    map[string]InstanceMeta // metadata of the instances added by this Tx
+	prevMeta map[string]InstanceMeta // metadata of the previous version's instances
+	prevObjs map[string]Instance     // the previous version's instances
+	written  map[string][]cid.Cid    // blocks of the instances added by this Tx
+	orphans  []cid.Cid               // blocks written by this Tx that nothing will reference
+	inflight sync.WaitGroup
 	finished bool
 }
 
-// Begin starts writing to a study. It returns ErrBusy if the study already
-// has an open Tx.
+// Begin starts writing to a study, new or existing. It does not wait: if the
+// study already has an open Tx it returns an error wrapping ErrBusy. Txs of
+// different studies may be open at once.
 func (a *Archive) Begin(studyUID string) (*Tx, error) {
+	if studyUID == "" {
+		return nil, errors.New("begin: empty study UID")
+	}
 	a.mu.Lock()
 	if a.busy[studyUID] {
 		a.mu.Unlock()
 		return nil, fmt.Errorf("begin %s: %w", studyUID, ErrBusy)
 	}
 	a.busy[studyUID] = true
-	prev := a.studies[studyUID]
+	_, exists := a.studies[studyUID]
 	a.mu.Unlock()
 
-	tx := &Tx{a: a, uid: studyUID, prev: prev, metas: map[string]InstanceMeta{}, objs: map[string]Instance{}}
+	tx := &Tx{a: a, uid: studyUID, objs: map[string]Instance{}, metas: map[string]InstanceMeta{},
+		prevMeta: map[string]InstanceMeta{}, prevObjs: map[string]Instance{}, written: map[string][]cid.Cid{}}
+	tx.batch.init(a.cfg.NoSync)
 	fail := func(err error) (*Tx, error) {
 		a.release(studyUID)
 		return nil, fmt.Errorf("begin %s: %w", studyUID, err)
 	}
 	var err error
-	if prev != nil {
-		tx.sealed = prev.SealedKey
+	if exists {
+		prev, c, err := a.full(studyUID)
+		if err != nil {
+			return fail(err)
+		}
+		tx.prev, tx.sealed = prev, prev.SealedKey
 		if tx.key, err = crypto.OpenStudyKey(prev.SealedKey, a.cfg.Owner.AgeIdentity()); err != nil {
 			return fail(err)
 		}
-		for _, se := range prev.Study.Series {
+		for _, se := range c.series {
 			for _, in := range se.Instances {
 				tx.objs[in.SOPInstanceUID] = in
-				tx.metas[in.SOPInstanceUID] = prev.metaOf(se, in)
+				tx.prevObjs[in.SOPInstanceUID] = in
+				tx.prevMeta[in.SOPInstanceUID] = metaOf(&prev.Study, &se, &in)
 			}
 		}
 	} else {
@@ -72,8 +97,6 @@ func (a *Archive) Begin(studyUID string) (*Tx, error) {
 			return fail(err)
 		}
 	}
-	// The pending marker makes the next Open sweep this write's blocks if
-	// the process dies before Commit.
 	tx.pending = make([]byte, 16)
 	rand.Read(tx.pending)
 	if err := a.db.Update(func(btx *bolt.Tx) error {
@@ -90,9 +113,8 @@ func (a *Archive) release(uid string) {
 	a.mu.Unlock()
 }
 
-// metaOf rebuilds the per-instance metadata the index keeps.
-func (r *record) metaOf(se Series, in Instance) InstanceMeta {
-	s := r.Study
+// metaOf rebuilds the metadata of a stored instance.
+func metaOf(s *Study, se *Series, in *Instance) InstanceMeta {
 	return InstanceMeta{
 		SOPClassUID: in.SOPClassUID, SOPInstanceUID: in.SOPInstanceUID, SeriesInstanceUID: se.UID,
 		StudyInstanceUID: s.UID, TransferSyntaxUID: in.TransferSyntaxUID,
@@ -104,110 +126,155 @@ func (r *record) metaOf(se Series, in Instance) InstanceMeta {
 	}
 }
 
-// Add stores one instance's blocks. added is false when the same instance
-// (same SOP Instance UID, same bytes) is already part of the study.
+// Add compresses (for the uncompressed transfer syntaxes, when that saves at
+// least a tenth), encrypts to the study key, chunks and writes the blocks of
+// one instance. It is safe for concurrent use. added is false when the study
+// already holds an instance with the same SOP Instance UID and the same
+// SHA-256 (nothing is written); the same SOP Instance UID with other bytes
+// replaces that instance in the next version.
 func (tx *Tx) Add(ctx context.Context, meta InstanceMeta, data []byte) (added bool, err error) {
 	if meta.StudyInstanceUID != tx.uid {
 		return false, fmt.Errorf("add %s: belongs to study %s, not %s", meta.SOPInstanceUID, meta.StudyInstanceUID, tx.uid)
+	}
+	if meta.SOPInstanceUID == "" || meta.SeriesInstanceUID == "" {
+		return false, errors.New("add: instance without SOP Instance UID or Series Instance UID")
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("add %s: %w", meta.SOPInstanceUID, err)
 	}
 	sum := sha256.Sum256(data)
 	tx.mu.Lock()
 	if tx.finished {
 		tx.mu.Unlock()
-		return false, fmt.Errorf("add %s: transaction already ended", meta.SOPInstanceUID)
+		return false, fmt.Errorf("add %s: %w", meta.SOPInstanceUID, ErrEnded)
 	}
 	if old, ok := tx.objs[meta.SOPInstanceUID]; ok && old.SHA256 == sum {
 		tx.mu.Unlock()
 		return false, nil
 	}
+	tx.inflight.Add(1)
 	tx.mu.Unlock()
+	defer tx.inflight.Done()
 
-	payload, compressed := data, false
-	if uncompressed[meta.TransferSyntaxUID] {
-		if z := tx.a.zenc.EncodeAll(data, make([]byte, 0, len(data)/2)); len(z) < len(data)*9/10 {
-			payload, compressed = z, true
-		}
+	payload, compressed, shuffled := encode(data, meta.TransferSyntaxUID)
+	ct, err := encrypt(tx.key, payload)
+	if compressed {
+		putBuf(payload)
 	}
-	root, written, err := tx.a.putObject(ctx, tx.key, payload)
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	tx.written = append(tx.written, written...)
 	if err != nil {
 		return false, fmt.Errorf("add %s: %w", meta.SOPInstanceUID, err)
 	}
+	root, written, err := tx.a.putObject(ct, &tx.batch)
+	putBuf(ct)
+
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if err != nil {
+		tx.orphans = append(tx.orphans, written...)
+		return false, fmt.Errorf("add %s: %w", meta.SOPInstanceUID, err)
+	}
+	tx.orphans = append(tx.orphans, tx.written[meta.SOPInstanceUID]...)
+	tx.written[meta.SOPInstanceUID] = written
 	tx.objs[meta.SOPInstanceUID] = Instance{
 		SOPInstanceUID: meta.SOPInstanceUID, SOPClassUID: meta.SOPClassUID,
 		TransferSyntaxUID: meta.TransferSyntaxUID, Number: meta.InstanceNumber,
-		Size: int64(len(data)), SHA256: sum, Root: root, Compressed: compressed,
+		Size: int64(len(data)), SHA256: sum, Root: root, Compressed: compressed, Shuffled: shuffled,
 	}
 	tx.metas[meta.SOPInstanceUID] = meta
-	tx.changed = true
 	return true, nil
 }
 
-// Commit writes the detail manifest and study root, makes every block
-// durable, then records the study in the index: the single commit point.
-// A Tx that added nothing returns the study as it was (Study{} if new).
-func (tx *Tx) Commit(ctx context.Context) (Study, error) {
+// end marks the Tx finished and waits for the Adds in flight.
+func (tx *Tx) end() error {
 	tx.mu.Lock()
 	if tx.finished {
 		tx.mu.Unlock()
-		return Study{}, fmt.Errorf("commit %s: transaction already ended", tx.uid)
+		return ErrEnded
 	}
 	tx.finished = true
 	tx.mu.Unlock()
-	a := tx.a
-	defer a.release(tx.uid)
-	if !tx.changed {
-		tx.dropMarker()
-		if tx.prev != nil {
-			return tx.prev.Study, nil
-		}
-		return Study{}, nil
-	}
-	st := tx.study()
-	fail := func(err error) (Study, error) {
-		tx.discard(ctx)
+	tx.inflight.Wait()
+	return nil
+}
+
+// Commit writes the detail manifest and the study root, waits until every
+// block of the study is synced, then records the study in the index in one
+// transaction: the single commit point. A Tx that added nothing records
+// nothing and returns the study as it was (Study{} for a new study). The new
+// version links the previous version's encrypted instances as they are;
+// blocks of the previous version that it no longer references (its root,
+// manifest, replaced instances) are deleted after the commit.
+func (tx *Tx) Commit(ctx context.Context) (Study, error) {
+	if err := tx.end(); err != nil {
 		return Study{}, fmt.Errorf("commit %s: %w", tx.uid, err)
 	}
+	a := tx.a
+	defer a.release(tx.uid)
+	if len(tx.written) == 0 {
+		tx.discard()
+		if tx.prev == nil {
+			return Study{}, nil
+		}
+		return a.Study(tx.uid)
+	}
+	fail := func(err error) (Study, error) {
+		tx.discard()
+		return Study{}, fmt.Errorf("commit %s: %w", tx.uid, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	st := tx.study()
 
-	// The detail manifest: everything needed to rebuild the index entry,
-	// encrypted to the study key like the instances.
-	detail, err := json.Marshal(st)
+	plain, err := json.Marshal(manifest{Format: manifestFormat, Study: st})
 	if err != nil {
 		return fail(err)
 	}
-	mroot, written, err := a.putObject(ctx, tx.key, detail)
-	tx.written = append(tx.written, written...)
+	ct, err := encrypt(tx.key, plain)
+	if err != nil {
+		return fail(err)
+	}
+	mroot, written, err := a.putObject(ct, &tx.batch)
+	putBuf(ct)
+	tx.orphans = append(tx.orphans, written...) // until committed
 	if err != nil {
 		return fail(err)
 	}
 	root := merkledag.NodeWithData(nil)
 	root.SetCidBuilder(nodeBuilder)
-	root.AddRawLink("m", linkTo(mroot))
+	root.AddRawLink("m", &ipld.Link{Cid: mroot})
 	i := 0
 	for _, se := range st.Series {
 		for _, in := range se.Instances {
-			root.AddRawLink(fmt.Sprintf("i%d", i), linkTo(in.Root))
+			root.AddRawLink(instanceLink(i), &ipld.Link{Cid: in.Root})
 			i++
 		}
 	}
-	if err := a.bs.Put(ctx, root); err != nil {
+	if err := a.bs.put(root.Cid(), root.RawData(), &tx.batch); err != nil {
 		return fail(err)
 	}
-	tx.written = append(tx.written, root.Cid())
+	tx.orphans = append(tx.orphans, root.Cid())
+	if err := tx.batch.wait(); err != nil {
+		return fail(err)
+	}
 	st.Root = root.Cid()
-	if err := a.bs.Flush(); err != nil {
+
+	sum := &summary{Study: st, SealedKey: tx.sealed, Manifest: mroot}
+	sum.Study.Series = nil
+	key := a.indexKey(st.UID)
+	sv, err := a.sealValue(bucketStudies, key, sum)
+	if err != nil {
 		return fail(err)
 	}
-	rec := &record{Study: st, SealedKey: tx.sealed}
-	key := a.indexKey(st.UID)
-	val, err := a.sealValue(key, rec)
+	dv, err := a.sealValue(bucketSeries, key, detail{Series: st.Series})
 	if err != nil {
 		return fail(err)
 	}
 	if err := a.db.Update(func(btx *bolt.Tx) error {
-		if err := btx.Bucket(bucketStudies).Put(key, val); err != nil {
+		if err := btx.Bucket(bucketStudies).Put(key, sv); err != nil {
+			return err
+		}
+		if err := btx.Bucket(bucketSeries).Put(key, dv); err != nil {
 			return err
 		}
 		return btx.Bucket(bucketPending).Delete(tx.pending)
@@ -215,74 +282,133 @@ func (tx *Tx) Commit(ctx context.Context) (Study, error) {
 		return fail(err)
 	}
 	a.mu.Lock()
-	a.studies[st.UID] = rec
+	a.studies[st.UID] = sum
+	if len(a.cache) >= maxCached {
+		clear(a.cache)
+	}
+	a.cache[st.UID] = newCached(st.Version, st.Series)
 	a.mu.Unlock()
+
+	// Committed: what the previous version alone referenced is garbage, and
+	// so are the blocks of instances replaced within this Tx.
+	garbage := tx.orphans[:0]
+	for _, c := range tx.orphans {
+		if !c.Equals(mroot) && !c.Equals(st.Root) {
+			garbage = append(garbage, c)
+		}
+	}
+	if tx.prev != nil {
+		live := map[cid.Cid]bool{}
+		for _, in := range tx.objs {
+			live[in.Root] = true
+		}
+		garbage = append(garbage, tx.prev.Study.Root)
+		old := []cid.Cid{tx.prev.Manifest}
+		for _, in := range tx.prevObjs {
+			if !live[in.Root] {
+				old = append(old, in.Root)
+			}
+		}
+		for _, r := range old {
+			cs, err := a.objectBlocks(ctx, r)
+			if err != nil {
+				a.log.Warn("cannot list the blocks of a replaced object", "err", err)
+				continue
+			}
+			garbage = append(garbage, cs...)
+		}
+	}
+	for _, c := range garbage {
+		if err := a.bs.DeleteBlock(ctx, c); err != nil {
+			a.log.Warn("cannot delete a block no longer referenced", "cid", c.String(), "err", err)
+		}
+	}
 	return st, nil
 }
 
-func linkTo(c cid.Cid) *ipld.Link { return &ipld.Link{Cid: c} }
+// objectBlocks lists every block of an object, its root included.
+func (a *Archive) objectBlocks(ctx context.Context, root cid.Cid) ([]cid.Cid, error) {
+	if root.Type() == cid.Raw {
+		return []cid.Cid{root}, nil
+	}
+	cs, err := chunks(ctx, a.bs, root)
+	if err != nil {
+		return nil, err
+	}
+	return append(cs, root), nil
+}
 
-// Rollback deletes what the Tx wrote and ends it.
+// Rollback deletes what the Tx wrote and ends it. It is a no-op after Commit.
 func (tx *Tx) Rollback() {
-	tx.mu.Lock()
-	if tx.finished {
-		tx.mu.Unlock()
+	if tx.end() != nil {
 		return
 	}
-	tx.finished = true
-	tx.mu.Unlock()
-	tx.discard(context.Background())
+	tx.discard()
 	tx.a.release(tx.uid)
 }
 
-// discard removes the blocks this Tx wrote (fresh ciphertext, so no other
-// study refers to them) and its pending marker.
-func (tx *Tx) discard(ctx context.Context) {
-	for _, c := range tx.written {
+// discard waits for the Tx's files, deletes every block it wrote (fresh
+// ciphertext, which no other study refers to) and its pending marker.
+func (tx *Tx) discard() {
+	tx.batch.wait()
+	ctx := context.Background()
+	for _, cs := range tx.written {
+		for _, c := range cs {
+			tx.a.bs.DeleteBlock(ctx, c)
+		}
+	}
+	for _, c := range tx.orphans {
 		tx.a.bs.DeleteBlock(ctx, c)
 	}
-	tx.dropMarker()
+	if err := tx.a.db.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketPending).Delete(tx.pending) }); err != nil {
+		tx.a.log.Warn("cannot clear a pending marker; the next open sweeps", "err", err)
+	}
 }
 
-func (tx *Tx) dropMarker() {
-	tx.a.db.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketPending).Delete(tx.pending) })
-}
-
-// study builds the index record of this version from all its instances.
+// study builds the record of the next version from all its instances.
+// Study-level fields come from the added instance with the lowest SOP
+// Instance UID (the previous version's when nothing was added), series
+// fields likewise within each series.
 func (tx *Tx) study() Study {
 	var st Study
 	if tx.prev != nil {
-		st.Version = tx.prev.Study.Version
+		st = tx.prev.Study
+		st.Series, st.Instances, st.Bytes = nil, 0, 0
 	}
 	st.Version++
 	st.UID = tx.uid
 	st.StoredAt = tx.a.cfg.Now().UTC()
-	series := map[string]*Series{}
-	mods, parts := map[string]bool{}, map[string]bool{}
 	sops := make([]string, 0, len(tx.objs))
 	for sop := range tx.objs {
 		sops = append(sops, sop)
 	}
 	sort.Strings(sops)
+	study := false
+	series := map[string]*Series{}
+	fresh := map[string]bool{} // series whose fields come from an added instance
+	mods, parts := map[string]bool{}, map[string]bool{}
 	for _, sop := range sops {
-		m, in := tx.metas[sop], tx.objs[sop]
-		if st.PatientID == "" {
+		in := tx.objs[sop]
+		m, added := tx.metas[sop]
+		if !added {
+			m = tx.prevMeta[sop]
+		}
+		if added && !study {
+			study = true
 			st.PatientID, st.Issuer, st.PatientName = m.PatientID, m.IssuerOfPatientID, m.PatientName
 			st.BirthDate, st.Sex, st.StudyDate, st.StudyTime = m.PatientBirthDate, m.PatientSex, m.StudyDate, m.StudyTime
 			st.Description, st.Accession = m.StudyDescription, m.AccessionNumber
 		}
 		se := series[m.SeriesInstanceUID]
-		if se == nil {
-			se = &Series{UID: m.SeriesInstanceUID, Number: m.SeriesNumber, Modality: m.Modality, BodyPart: m.BodyPartExamined, Description: m.SeriesDescription}
-			series[m.SeriesInstanceUID] = se
+		if se == nil || (added && !fresh[m.SeriesInstanceUID]) {
+			if se == nil {
+				se = &Series{UID: m.SeriesInstanceUID}
+				series[m.SeriesInstanceUID] = se
+			}
+			se.Number, se.Modality, se.BodyPart, se.Description = m.SeriesNumber, m.Modality, m.BodyPartExamined, m.SeriesDescription
+			fresh[m.SeriesInstanceUID] = added
 		}
 		se.Instances = append(se.Instances, in)
-		if m.Modality != "" {
-			mods[m.Modality] = true
-		}
-		if m.BodyPartExamined != "" {
-			parts[m.BodyPartExamined] = true
-		}
 		st.Instances++
 		st.Bytes += in.Size
 	}
@@ -295,6 +421,12 @@ func (tx *Tx) study() Study {
 			return a.SOPInstanceUID < b.SOPInstanceUID
 		})
 		st.Series = append(st.Series, *se)
+		if se.Modality != "" {
+			mods[se.Modality] = true
+		}
+		if se.BodyPart != "" {
+			parts[se.BodyPart] = true
+		}
 	}
 	sort.Slice(st.Series, func(i, j int) bool {
 		if st.Series[i].Number != st.Series[j].Number {
@@ -302,6 +434,7 @@ func (tx *Tx) study() Study {
 		}
 		return st.Series[i].UID < st.Series[j].UID
 	})
+	st.SeriesCount = len(st.Series)
 	st.Modalities, st.BodyParts = sortedKeys(mods), sortedKeys(parts)
 	return st
 }
