@@ -109,12 +109,11 @@ var errStop = errors.New("stop")
 func scanFrames(r io.Reader, start int64, fn func(off int64, payload []byte) error) (tail, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	off := start
-	bad := func(got []byte, st frameStatus, why string) (tail, error) {
-		rest, err := io.ReadAll(br)
+	bad := func(st frameStatus, why string) (tail, error) {
+		rest, err := io.ReadAll(br) // Peek did not consume: this starts at off
 		if err != nil {
 			return tail{}, err
 		}
-		rest = append(append([]byte(nil), got...), rest...)
 		torn, reason := classifyTail(rest, st, why)
 		return tail{Offset: off, Bytes: int64(len(rest)), Torn: torn, Why: reason}, nil
 	}
@@ -138,7 +137,7 @@ func scanFrames(r io.Reader, start int64, fn func(off int64, payload []byte) err
 		}
 		p, size, st, why := parseFrame(fr)
 		if st != frameOK {
-			return bad(fr, st, why)
+			return bad(st, why)
 		}
 		if err := fn(off, p); err != nil {
 			if errors.Is(err, errStop) {

@@ -256,7 +256,8 @@ func openMagic(dir, name, magic string) (*os.File, error) {
 		return f, nil
 	case strings.HasPrefix(magic, string(head[:n])):
 		// New, or its creation was cut short: nothing was ever acknowledged.
-		if err := f.Truncate(0); err == nil {
+		err := f.Truncate(0)
+		if err == nil {
 			_, err = f.WriteAt([]byte(magic), 0)
 		}
 		if err == nil {
