@@ -43,6 +43,12 @@ func open(t testing.TB, dir string, owner *crypto.Identity) *Archive {
 // instance returns metadata and bytes for a synthetic instance: a header
 // carrying the marker name, then compressible 16-bit "pixels".
 func instance(study string, series, n int) (InstanceMeta, []byte) {
+	return instanceV(study, series, n, 1)
+}
+
+// instanceV is instance with other bytes for every v > 1 (a corrected
+// instance under the same SOP Instance UID).
+func instanceV(study string, series, n, v int) (InstanceMeta, []byte) {
 	m := InstanceMeta{
 		SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: fmt.Sprintf("%s.%d.%d", study, series, n),
 		SeriesInstanceUID: fmt.Sprintf("%s.%d", study, series), StudyInstanceUID: study,
@@ -52,7 +58,7 @@ func instance(study string, series, n int) (InstanceMeta, []byte) {
 	}
 	data := []byte("DICM header " + marker + " " + m.SOPInstanceUID + "\n")
 	noise := make([]byte, 64<<10)
-	mrand.NewChaCha8(sha256.Sum256([]byte(m.SOPInstanceUID))).Read(noise)
+	mrand.NewChaCha8(sha256.Sum256([]byte(fmt.Sprint(m.SOPInstanceUID, v)))).Read(noise)
 	for i := range 200 << 10 {
 		data = append(data, byte(i/512), noise[i%len(noise)]&0x0f)
 	}
@@ -214,12 +220,13 @@ func reachable(t testing.TB, a *Archive) map[cid.Cid]bool {
 	return live
 }
 
+// countBlocks counts the files in the block store, leftover temporary files
+// included.
 func countBlocks(t testing.TB, a *Archive) int {
 	t.Helper()
-	ch, _ := a.bs.AllKeysChan(context.Background())
 	n := 0
-	for range ch {
-		n++
+	if err := a.bs.walk(context.Background(), func(cid.Cid, string) bool { n++; return true }); err != nil {
+		t.Fatal(err)
 	}
 	return n
 }

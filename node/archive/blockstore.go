@@ -202,6 +202,9 @@ func (s *fileStore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 	go func() {
 		defer close(ch)
 		s.walk(ctx, func(c cid.Cid, _ string) bool {
+			if !c.Defined() {
+				return true
+			}
 			select {
 			case ch <- c:
 				return true

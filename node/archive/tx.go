@@ -270,12 +270,40 @@ func (tx *Tx) Commit(ctx context.Context) (Study, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// What the previous version alone referenced becomes garbage with this
+	// commit, and so do the blocks of instances replaced within this Tx. The
+	// pending marker stays until they are deleted, so that a crash in
+	// between leaves the sweep to finish the job.
+	garbage := tx.orphans[:0]
+	for _, c := range tx.orphans {
+		if !c.Equals(mroot) && !c.Equals(root.Cid()) {
+			garbage = append(garbage, c)
+		}
+	}
+	var old []cid.Cid
+	if tx.prev != nil {
+		live := map[cid.Cid]bool{}
+		for _, in := range tx.objs {
+			live[in.Root] = true
+		}
+		garbage = append(garbage, tx.prev.Study.Root)
+		old = append(old, tx.prev.Manifest)
+		for _, in := range tx.prevObjs {
+			if !live[in.Root] {
+				old = append(old, in.Root)
+			}
+		}
+	}
+	keepMarker := len(garbage) > 0 || len(old) > 0
 	if err := a.db.Update(func(btx *bolt.Tx) error {
 		if err := btx.Bucket(bucketStudies).Put(key, sv); err != nil {
 			return err
 		}
 		if err := btx.Bucket(bucketSeries).Put(key, dv); err != nil {
 			return err
+		}
+		if keepMarker {
+			return nil
 		}
 		return btx.Bucket(bucketPending).Delete(tx.pending)
 	}); err != nil {
@@ -289,38 +317,25 @@ func (tx *Tx) Commit(ctx context.Context) (Study, error) {
 	a.cache[st.UID] = newCached(st.Version, st.Series)
 	a.mu.Unlock()
 
-	// Committed: what the previous version alone referenced is garbage, and
-	// so are the blocks of instances replaced within this Tx.
-	garbage := tx.orphans[:0]
-	for _, c := range tx.orphans {
-		if !c.Equals(mroot) && !c.Equals(st.Root) {
-			garbage = append(garbage, c)
-		}
-	}
-	if tx.prev != nil {
-		live := map[cid.Cid]bool{}
-		for _, in := range tx.objs {
-			live[in.Root] = true
-		}
-		garbage = append(garbage, tx.prev.Study.Root)
-		old := []cid.Cid{tx.prev.Manifest}
-		for _, in := range tx.prevObjs {
-			if !live[in.Root] {
-				old = append(old, in.Root)
-			}
-		}
+	if keepMarker {
+		clean := true
 		for _, r := range old {
 			cs, err := a.objectBlocks(ctx, r)
 			if err != nil {
 				a.log.Warn("cannot list the blocks of a replaced object", "err", err)
+				clean = false
 				continue
 			}
 			garbage = append(garbage, cs...)
 		}
-	}
-	for _, c := range garbage {
-		if err := a.bs.DeleteBlock(ctx, c); err != nil {
-			a.log.Warn("cannot delete a block no longer referenced", "cid", c.String(), "err", err)
+		for _, c := range garbage {
+			if err := a.bs.DeleteBlock(ctx, c); err != nil {
+				a.log.Warn("cannot delete a block no longer referenced", "cid", c.String(), "err", err)
+				clean = false
+			}
+		}
+		if clean {
+			tx.dropMarker()
 		}
 	}
 	return st, nil
@@ -360,6 +375,12 @@ func (tx *Tx) discard() {
 	for _, c := range tx.orphans {
 		tx.a.bs.DeleteBlock(ctx, c)
 	}
+	tx.dropMarker()
+}
+
+// dropMarker deletes the Tx's pending marker. Should that fail, the next Open
+// sweeps needlessly, which is harmless.
+func (tx *Tx) dropMarker() {
 	if err := tx.a.db.Update(func(btx *bolt.Tx) error { return btx.Bucket(bucketPending).Delete(tx.pending) }); err != nil {
 		tx.a.log.Warn("cannot clear a pending marker; the next open sweeps", "err", err)
 	}

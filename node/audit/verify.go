@@ -323,6 +323,7 @@ func (v *verifier) scan(log []byte, st scanState, snap func(scanState)) scanResu
 	t, _ := scanBytes(log[st.off:], st.off, func(off int64, p []byte) error {
 		st.off = off
 		if snap != nil {
+			st.rng = rng.Hashes()
 			snap(st.clone())
 		}
 		if _, err := decodeRecord(p, st.n); err != nil {
@@ -345,6 +346,7 @@ func (v *verifier) scan(log []byte, st scanState, snap func(scanState)) scanResu
 	}
 	st.off = t.Offset
 	if snap != nil {
+		st.rng = rng.Hashes()
 		snap(st.clone())
 	}
 	if t.Bytes > 0 && !t.Torn {
@@ -352,6 +354,16 @@ func (v *verifier) scan(log []byte, st scanState, snap func(scanState)) scanResu
 	}
 	if st.next < len(v.targets) {
 		t2 := v.targets[st.next]
+		// A record removed from the middle leaves the log short too; the
+		// leaves cache, when it matches t2, tells which record went.
+		if uint64(len(v.side)/hashSize) >= t2.size && v.sideRootMatches(t2) {
+			for i := st.good; i < st.n; i++ {
+				k := (i - st.good) * hashSize
+				if !bytes.Equal(st.since[k:k+hashSize], v.side[i*hashSize:(i+1)*hashSize]) {
+					return fail(ProblemRoot, int64(i), 0, -1, fmt.Sprintf("record %d is not the record %s signs (changed, removed, inserted or moved)", i, t2.from))
+				}
+			}
+		}
 		return fail(ProblemTruncated, int64(st.n), 0, t.Offset, fmt.Sprintf("the log has %d complete records but %s signs %d: records were removed", st.n, t2.from, t2.size))
 	}
 	res.records, res.verified = st.n, st.good
