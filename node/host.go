@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	p2pconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -59,4 +60,14 @@ func newHost(c hostConfig) (host.Host, error) {
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	return h, nil
+}
+
+// PeerID is the libp2p peer id of a facility: the hash of its Ed25519
+// signing key. It is the facility's id in the federation and the audit trail.
+func PeerID(id *crypto.Identity) (peer.ID, error) {
+	pub, err := p2pcrypto.UnmarshalEd25519PublicKey(id.SignKey())
+	if err != nil {
+		return "", fmt.Errorf("facility key: %w", err)
+	}
+	return peer.IDFromPublicKey(pub)
 }

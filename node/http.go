@@ -2,11 +2,14 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dicomesh/dicomesh/node/audit"
 )
 
 // check is one named readiness condition.
@@ -59,5 +62,17 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 		json.NewEncoder(w).Encode(status)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/api/v1/audit/", audit.Handler(n.Audit, n.httpActor, nil))
 	return mux
+}
+
+// httpActor names who makes a request to the node's HTTP API. The listener
+// is on loopback by default and trusts the X-Dicomesh-User header of the
+// local caller; a request without one is refused.
+func (n *Node) httpActor(r *http.Request) (audit.Actor, error) {
+	u := r.Header.Get("X-Dicomesh-User")
+	if u == "" {
+		return audit.Actor{}, errors.New("no X-Dicomesh-User header")
+	}
+	return audit.Actor{User: u, Facility: n.FacilityID, Purpose: r.Header.Get("X-Dicomesh-Purpose"), Address: r.RemoteAddr}, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/crypto"
 	"github.com/dicomesh/dicomesh/node/archive"
+	"github.com/dicomesh/dicomesh/node/audit"
 	"github.com/dicomesh/dicomesh/node/ingest"
 )
 
@@ -26,7 +27,13 @@ type Node struct {
 	Home     Home
 	Config   Config
 	Identity *crypto.Identity
-	Archive  *archive.Archive
+	// FacilityID is the facility's libp2p peer id, derived from its signing
+	// key: how the federation and the audit trail name it.
+	FacilityID string
+	Archive    *archive.Archive
+	// Audit is the facility's audit log. Every operation on patient data
+	// through the node is recorded there before it proceeds.
+	Audit *audit.Log
 
 	log *slog.Logger
 }
@@ -45,21 +52,36 @@ func Open(h Home, opt Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	arc, err := archive.Open(archive.Config{
-		Dir:    h.ArchiveDir(),
-		Owner:  id,
-		NoSync: opt.NoSync,
-		Logger: log.With("component", "archive"),
-	})
+	pid, err := PeerID(id)
 	if err != nil {
+		return nil, err
+	}
+	n := &Node{Home: h, Config: cfg, Identity: id, FacilityID: pid.String(), log: log}
+	acfg := audit.DefaultConfig()
+	acfg.Dir = h.AuditDir()
+	acfg.Facility = n.FacilityID
+	acfg.Key = id.PrivateSignKey()
+	acfg.Logger = log.With("component", "audit")
+	if n.Audit, err = audit.Open(context.Background(), acfg); err != nil {
 		return nil, fmt.Errorf("open node %s: %w", h, err)
 	}
-	return &Node{Home: h, Config: cfg, Identity: id, Archive: arc, log: log}, nil
+	n.Archive, err = archive.Open(archive.Config{
+		Dir:          h.ArchiveDir(),
+		Owner:        id,
+		NoSync:       opt.NoSync,
+		Logger:       log.With("component", "archive"),
+		BeforeCommit: n.auditImport,
+	})
+	if err != nil {
+		n.Audit.Close()
+		return nil, fmt.Errorf("open node %s: %w", h, err)
+	}
+	return n, nil
 }
 
 // Close releases the node's stores.
 func (n *Node) Close() error {
-	return errors.Join(n.Archive.Close())
+	return errors.Join(n.Archive.Close(), n.Audit.Close())
 }
 
 // Ingest stores the DICOM instances found under paths (files, folders,

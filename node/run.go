@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dicomesh/dicomesh/node/archive"
+	"github.com/dicomesh/dicomesh/node/audit"
 )
 
 var archiveAll = archive.Query{}
@@ -90,6 +91,13 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 		return fmt.Errorf("write %s: %w", runFile, err)
 	}
 	defer os.Remove(n.Home.Path(runFile))
+	if err := n.record(ctx, audit.Record{Event: audit.EventApplicationActivity, Subtype: audit.SubtypeApplicationStart,
+		Action: audit.ActionExecute, Outcome: audit.Success, Query: "node started"}); err != nil {
+		srv.Close()
+		return err
+	}
+	defer n.record(context.WithoutCancel(ctx), audit.Record{Event: audit.EventApplicationActivity, Subtype: audit.SubtypeApplicationStop,
+		Action: audit.ActionExecute, Outcome: audit.Success, Query: "node stopped"})
 	n.log.Info("node running", "peer", info.PeerID, "http", info.HTTP)
 	if ro.Ready != nil {
 		ro.Ready(info)

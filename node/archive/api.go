@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -26,6 +27,12 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives operational messages (never PHI); nil discards them.
 	Logger *slog.Logger
+	// BeforeCommit, if set, is called by Tx.Commit with the new version of
+	// a study (Root set, every block durable) just before the commit point.
+	// An error aborts the commit: the Tx is rolled back and Commit returns
+	// the error. The node appends its audit record here, so that no study
+	// becomes visible without one.
+	BeforeCommit func(ctx context.Context, st Study) error
 }
 
 // InstanceMeta is what ingest extracts from one DICOM instance. All strings are

@@ -368,3 +368,46 @@ func TestMultiBlockInstance(t *testing.T) {
 		t.Fatal("multi-block instance differs")
 	}
 }
+
+// TestBeforeCommitRefuses: a study whose BeforeCommit hook fails (the
+// node's audit record could not be written) is not committed and leaves no
+// block; one whose hook succeeds is, and the hook saw the version committed.
+func TestBeforeCommitRefuses(t *testing.T) {
+	var seen []Study
+	refuse := true
+	a, err := Open(Config{Dir: t.TempDir(), Owner: newOwner(t), BeforeCommit: func(_ context.Context, st Study) error {
+		seen = append(seen, st)
+		if refuse {
+			return errors.New("audit log unavailable")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	tx, _ := a.Begin("1.2.10")
+	m, data := instance("1.2.10", 1, 1)
+	if _, err := tx.Add(context.Background(), m, data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Commit(context.Background()); err == nil || !strings.Contains(err.Error(), "audit log unavailable") {
+		t.Fatalf("commit with a failing hook: %v", err)
+	}
+	if _, err := a.Study("1.2.10"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("refused study is visible: %v", err)
+	}
+	if n := countBlocks(t, a); n != 0 {
+		t.Fatalf("%d blocks left after a refused commit", n)
+	}
+	refuse = false
+	store(t, a, "1.2.10", 1, 2)
+	st, err := a.Study("1.2.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := seen[len(seen)-1]
+	if len(seen) != 2 || last.UID != st.UID || last.Version != st.Version || !last.Root.Equals(st.Root) || last.Instances != 2 {
+		t.Fatalf("hook saw %+v, committed %+v", last, st)
+	}
+}

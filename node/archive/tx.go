@@ -258,6 +258,11 @@ func (tx *Tx) Commit(ctx context.Context) (Study, error) {
 		return fail(err)
 	}
 	st.Root = root.Cid()
+	if a.cfg.BeforeCommit != nil {
+		if err := a.cfg.BeforeCommit(ctx, st); err != nil {
+			return fail(err)
+		}
+	}
 
 	sum := &summary{Study: st, SealedKey: tx.sealed, Manifest: mroot}
 	sum.Study.Series = nil

@@ -153,6 +153,12 @@ type Coded struct {
 	Display string `json:"display,omitempty"`
 }
 
+// Event type codes (DICOM PS3.16 CID 401) the node uses as subtypes.
+var (
+	SubtypeApplicationStart = Coded{System: "DCM", Code: "110120", Display: "Application Start"}
+	SubtypeApplicationStop  = Coded{System: "DCM", Code: "110121", Display: "Application Stop"}
+)
+
 // ErrInvalidRecord reports a record that Append refuses: an unknown event or
 // action, a missing field, invalid UTF-8 or an oversized record.
 var ErrInvalidRecord = errors.New("audit: invalid record")

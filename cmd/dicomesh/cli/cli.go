@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dicomesh/dicomesh/node"
+	"github.com/dicomesh/dicomesh/node/audit"
 )
 
 // Exit codes.
@@ -39,6 +41,18 @@ type env struct {
 	stderr io.Writer
 	home   string
 	output string
+	as     string // who acts, for the audit trail; "" is the OS user
+}
+
+// user names who runs the command in audit records.
+func (e *env) user() string {
+	if e.as != "" {
+		return e.as
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "unknown"
 }
 
 // Run executes the command line args and returns the process exit code.
@@ -55,6 +69,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&e.home, "home", defaultHome(), "node data directory (env DICOMESH_HOME)")
+	root.PersistentFlags().StringVar(&e.as, "as", os.Getenv("DICOMESH_USER"), "who runs the command, as the audit trail names them (env DICOMESH_USER; default the OS user)")
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		e.ctx = node.WithActor(e.ctx, audit.Actor{User: e.user()})
+	}
 	root.AddCommand(
 		initCmd(e),
 		runCmd(e),
@@ -63,6 +81,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		exportCmd(e),
 		synthCmd(e),
 		demoCmd(e),
+		auditCmd(e),
 		versionCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
@@ -103,7 +122,13 @@ func isUsageError(err error) bool {
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 func (e *env) openNode() (*node.Node, error) {
-	return node.Open(node.Home(e.home), node.Options{})
+	n, err := node.Open(node.Home(e.home), node.Options{})
+	if err != nil {
+		if ri, rerr := node.ReadRunInfo(node.Home(e.home)); rerr == nil {
+			return nil, fmt.Errorf("%w\n(a node is running for this home, pid %d, and holds its stores; its HTTP API is at http://%s)", err, ri.PID, ri.HTTP)
+		}
+	}
+	return n, err
 }
 
 // addOutputFlag adds -o to a listing command.

@@ -102,7 +102,7 @@ func runDemo(e *env, dir string, slices int) error {
 	fmt.Fprintf(w, "   %d stored, %d recognized as duplicates.\n", rep2.Stored, rep2.Duplicates)
 
 	step(5, "List the archive (the index is encrypted at rest too).")
-	studies, err := n.Archive.Studies(archive.Query{})
+	studies, err := n.Studies(e.ctx, archive.Query{})
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func runDemo(e *env, dir string, slices int) error {
 
 	step(6, "Export the study and compare every file with the scanner's original.")
 	out := filepath.Join(dir, "export")
-	count, err := n.Archive.Export(e.ctx, st.UID, out)
+	count, err := n.Export(e.ctx, st.UID, out)
 	if err != nil {
 		return err
 	}

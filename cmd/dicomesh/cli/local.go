@@ -130,7 +130,7 @@ func studiesCmd(e *env) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			studies, err := n.Archive.Studies(q)
+			studies, err := n.Studies(e.ctx, q)
 			if err != nil {
 				return err
 			}
@@ -179,7 +179,7 @@ func exportCmd(e *env) *cobra.Command {
 			}
 			defer n.Close()
 			start := time.Now()
-			count, err := n.Archive.Export(e.ctx, args[0], to)
+			count, err := n.Export(e.ctx, args[0], to)
 			if errors.Is(err, archive.ErrNotFound) {
 				return fmt.Errorf("study %s is not in the archive", args[0])
 			}

@@ -9,6 +9,17 @@ import (
 
 // scriptCmds are extra commands for the scripts in testdata/script.
 var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// flip-middle-byte PATH inverts the bits of the byte in the middle of a
+	// file, as tampering or media damage would.
+	"flip-middle-byte": func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) != 1 {
+			ts.Fatalf("usage: flip-middle-byte PATH")
+		}
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		b[len(b)/2] ^= 0xff
+		ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o600))
+	},
 	// dicom-bomb PATH writes a small Part 10 file whose first dataset element
 	// declares a length of nearly 4 GiB.
 	"dicom-bomb": func(ts *testscript.TestScript, neg bool, args []string) {
