@@ -321,6 +321,44 @@ func TestConcurrentAdd(t *testing.T) {
 	}
 }
 
+// TestConcurrentSameInstance: goroutines adding the same instance at once
+// store it once and report it added once, and no block is left over.
+func TestConcurrentSameInstance(t *testing.T) {
+	a := open(t, t.TempDir(), newOwner(t))
+	defer a.Close()
+	tx, _ := a.Begin("1.6")
+	m, data := instance("1.6", 1, 1)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	added := 0
+	start := make(chan struct{})
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, err := tx.Add(context.Background(), m, data)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				added++
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	st, err := tx.Commit(context.Background())
+	if err != nil || st.Instances != 1 || added != 1 {
+		t.Fatalf("added %d times, study %+v, %v", added, st, err)
+	}
+	if got, want := countBlocks(t, a), len(reachable(t, a)); got != want {
+		t.Fatalf("%d blocks on disk, %d reachable", got, want)
+	}
+}
+
 func TestQueries(t *testing.T) {
 	a := open(t, t.TempDir(), newOwner(t))
 	defer a.Close()

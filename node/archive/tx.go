@@ -44,6 +44,7 @@ type Tx struct {
 	prevMeta map[string]InstanceMeta // metadata of the previous version's instances
 	prevObjs map[string]Instance     // the previous version's instances
 	written  map[string][]cid.Cid    // blocks of the instances added by this Tx
+	adding   map[string][32]byte     // SHA-256 of the instances being added now
 	orphans  []cid.Cid               // blocks written by this Tx that nothing will reference
 	inflight sync.WaitGroup
 	finished bool
@@ -65,7 +66,7 @@ func (a *Archive) Begin(studyUID string) (*Tx, error) {
 	_, exists := a.studies[studyUID]
 	a.mu.Unlock()
 
-	tx := &Tx{a: a, uid: studyUID, objs: map[string]Instance{}, metas: map[string]InstanceMeta{},
+	tx := &Tx{a: a, uid: studyUID, objs: map[string]Instance{}, metas: map[string]InstanceMeta{}, adding: map[string][32]byte{},
 		prevMeta: map[string]InstanceMeta{}, prevObjs: map[string]Instance{}, written: map[string][]cid.Cid{}}
 	tx.batch.init(a.cfg.NoSync)
 	fail := func(err error) (*Tx, error) {
@@ -152,6 +153,13 @@ func (tx *Tx) Add(ctx context.Context, meta InstanceMeta, data []byte) (added bo
 		tx.mu.Unlock()
 		return false, nil
 	}
+	if s, ok := tx.adding[meta.SOPInstanceUID]; ok && s == sum {
+		// The same bytes are being added by another goroutine: one copy
+		// is stored and counted once.
+		tx.mu.Unlock()
+		return false, nil
+	}
+	tx.adding[meta.SOPInstanceUID] = sum
 	tx.inflight.Add(1)
 	tx.mu.Unlock()
 	defer tx.inflight.Done()
@@ -169,6 +177,9 @@ func (tx *Tx) Add(ctx context.Context, meta InstanceMeta, data []byte) (added bo
 
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
+	if tx.adding[meta.SOPInstanceUID] == sum {
+		delete(tx.adding, meta.SOPInstanceUID)
+	}
 	if err != nil {
 		tx.orphans = append(tx.orphans, written...)
 		return false, fmt.Errorf("add %s: %w", meta.SOPInstanceUID, err)
