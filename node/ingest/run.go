@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/dicomesh/dicomesh/node/archive"
 )
 
@@ -23,9 +25,14 @@ type Config struct {
 	// QuarantineDir receives a copy of every rejected file, in a folder per
 	// run, with a reasons.txt.
 	QuarantineDir string
-	// Workers is how many files are read, parsed and stored at once. Each
-	// holds one file in memory, so a run holds up to Workers*MaxFileBytes.
+	// Workers is how many files are read, parsed and stored at once.
 	Workers int
+	// MaxMemoryBytes bounds the file data a run holds in memory at once,
+	// over all workers: a worker reserves a file's size before reading it
+	// and waits while the budget is spent. A file larger than the budget is
+	// read alone. Storing an instance needs about twice its size again
+	// while it is compressed and encrypted.
+	MaxMemoryBytes int64
 	// MaxFileBytes bounds one file and one zip entry.
 	MaxFileBytes int64
 	// MaxZipBytes bounds what one zip archive may expand to.
@@ -48,11 +55,12 @@ type Config struct {
 // DefaultConfig returns the defaults; Archive and QuarantineDir must be set.
 func DefaultConfig() Config {
 	return Config{
-		Workers:       4,
-		MaxFileBytes:  2 << 30,
-		MaxZipBytes:   64 << 30,
-		MaxZipRatio:   100,
-		MaxZipEntries: 1 << 17,
+		Workers:        4,
+		MaxMemoryBytes: 1 << 30,
+		MaxFileBytes:   2 << 30,
+		MaxZipBytes:    64 << 30,
+		MaxZipRatio:    100,
+		MaxZipEntries:  1 << 17,
 	}
 }
 
@@ -65,6 +73,8 @@ func (c Config) Validate() error {
 		return errors.New("ingest: no quarantine folder")
 	case c.Workers < 1:
 		return errors.New("ingest: workers must be at least 1")
+	case c.MaxMemoryBytes < 1<<20:
+		return errors.New("ingest: the memory budget must be at least 1 MiB")
 	case c.MaxFileBytes < metaStart:
 		return fmt.Errorf("ingest: max file bytes must be at least %d", metaStart)
 	case c.MaxZipBytes < 1 || c.MaxZipRatio < 1 || c.MaxZipEntries < 1:
@@ -121,7 +131,7 @@ func Run(ctx context.Context, cfg Config, paths ...string) (Report, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &run{cfg: cfg, txs: map[string]*archive.Tx{}, kept: map[string]bool{}}
+	r := &run{cfg: cfg, txs: map[string]*archive.Tx{}, kept: map[string]bool{}, mem: semaphore.NewWeighted(cfg.MaxMemoryBytes)}
 	defer func() {
 		for _, c := range r.closers {
 			c.Close()
@@ -188,6 +198,7 @@ feed:
 
 type run struct {
 	cfg     Config
+	mem     *semaphore.Weighted // the memory budget, in bytes
 	total   int64
 	closers []io.Closer
 
@@ -205,9 +216,13 @@ type run struct {
 // one reads, parses and stores one source. It returns an error only for
 // failures that must stop the run.
 func (r *run) one(ctx context.Context, s source) error {
-	if ctx.Err() != nil {
-		return nil
+	// Reserve the file's size (at least a little, at most the whole
+	// budget) for as long as its bytes are held.
+	w := min(max(s.size, 64<<10), r.cfg.MaxMemoryBytes)
+	if err := r.mem.Acquire(ctx, w); err != nil {
+		return nil // the run is ending
 	}
+	defer r.mem.Release(w)
 	data, err := s.open()
 	if err == nil {
 		var m archive.InstanceMeta

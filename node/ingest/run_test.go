@@ -11,7 +11,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/dicomesh/dicomesh/crypto"
 	"github.com/dicomesh/dicomesh/node/archive"
@@ -518,5 +522,42 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: %v", tt.name, err)
 		}
+	}
+}
+
+// TestMemoryBudget: a worker does not read a file until the run's memory
+// budget has room for it, and a file larger than the whole budget is read
+// once the budget is entirely free.
+func TestMemoryBudget(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxMemoryBytes = 1 << 20
+	r := &run{cfg: cfg, txs: map[string]*archive.Tx{}, kept: map[string]bool{}, mem: semaphore.NewWeighted(cfg.MaxMemoryBytes)}
+	var released atomic.Bool
+	for _, size := range []int64{600 << 10, 4 << 20} {
+		if !r.mem.TryAcquire(500 << 10) {
+			t.Fatal("budget not free at the start")
+		}
+		released.Store(false)
+		opened := make(chan bool, 1)
+		src := source{path: "x", size: size, open: func() ([]byte, error) {
+			opened <- released.Load()
+			return []byte("not dicom"), nil
+		}}
+		done := make(chan struct{})
+		go func() { r.one(context.Background(), src); close(done) }()
+		select {
+		case <-opened:
+			t.Fatalf("a %d-byte file was read while half the budget was held", size)
+		case <-time.After(50 * time.Millisecond):
+		}
+		released.Store(true)
+		r.mem.Release(500 << 10)
+		if after := <-opened; !after {
+			t.Fatal("read before the budget was released")
+		}
+		<-done
+	}
+	if !r.mem.TryAcquire(cfg.MaxMemoryBytes) {
+		t.Fatal("the budget was not given back")
 	}
 }

@@ -17,6 +17,7 @@ type source struct {
 	path string // as reported: a file, or "archive.zip!entry"
 	disk string // the file on disk that holds it; "" if there is none
 	open func() ([]byte, error)
+	size int64 // expected bytes, for the run's memory budget; 0 if unknown
 }
 
 // failed is a source that is rejected without being read.
@@ -136,7 +137,11 @@ func (d *discovery) file(p string) {
 		return
 	}
 	max := d.r.cfg.MaxFileBytes
-	d.out = append(d.out, source{path: p, disk: p, open: func() ([]byte, error) { return readFile(p, max) }})
+	var size int64
+	if fi, err := os.Stat(p); err == nil {
+		size = min(fi.Size(), max)
+	}
+	d.out = append(d.out, source{path: p, disk: p, size: size, open: func() ([]byte, error) { return readFile(p, max) }})
 }
 
 // folder adds a folder recursively. Files a DICOMDIR in it references come
@@ -260,7 +265,8 @@ func (d *discovery) zip(p string) {
 		if f.FileInfo().IsDir() || isDICOMDIR(baseName(f.Name)) {
 			continue
 		}
-		d.out = append(d.out, source{path: p + "!" + f.Name, disk: p, open: func() ([]byte, error) { return z.read(f, cfg.MaxFileBytes) }})
+		size := int64(min(f.UncompressedSize64, uint64(cfg.MaxFileBytes)))
+		d.out = append(d.out, source{path: p + "!" + f.Name, disk: p, size: size, open: func() ([]byte, error) { return z.read(f, cfg.MaxFileBytes) }})
 	}
 }
 
