@@ -124,7 +124,14 @@ func Open(cfg Config) (*Archive, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open archive: %w", err)
 	}
-	bs, err := newFileStore(filepath.Join(cfg.Dir, "blocks"), cfg.NoSync)
+	mode := syncFilesystem
+	switch {
+	case cfg.NoSync:
+		mode = syncNone
+	case cfg.PerFileSync || !haveSyncFS:
+		mode = syncFiles
+	}
+	bs, err := newFileStore(filepath.Join(cfg.Dir, "blocks"), mode)
 	if err != nil {
 		return nil, fmt.Errorf("open archive blocks: %w", err)
 	}

@@ -449,3 +449,22 @@ func TestBeforeCommitRefuses(t *testing.T) {
 		t.Fatalf("hook saw %+v, committed %+v", last, st)
 	}
 }
+
+// TestPerFileSync: the per-file sync mode commits and reads back like the
+// default one.
+func TestPerFileSync(t *testing.T) {
+	dir, owner := t.TempDir(), newOwner(t)
+	a, err := Open(Config{Dir: dir, Owner: owner, PerFileSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store(t, a, "1.7", 2, 2)
+	a.Close()
+	a = open(t, dir, owner)
+	defer a.Close()
+	for sop, data := range want {
+		if !bytes.Equal(readAll(t, a, "1.7", sop), data) {
+			t.Fatalf("instance %s differs", sop)
+		}
+	}
+}

@@ -38,19 +38,32 @@ func ctSlices(b testing.TB, n int) ([]InstanceMeta, [][]byte) {
 }
 
 // BenchmarkCommitStudy stores a study of 100 CT slices (about 52 MB) per
-// iteration, durably (sync on), from 4 goroutines, as ingest does.
+// iteration, durably, from 4 goroutines, as ingest does: with one syncfs per
+// commit (the default) and with every block file synced.
 func BenchmarkCommitStudy(b *testing.B) {
-	const n, workers = 100, 4
-	metas, datas := ctSlices(b, n)
+	metas, datas := ctSlices(b, 100)
+	for _, mode := range []struct {
+		name    string
+		perFile bool
+	}{{"syncfs", false}, {"per-file", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			a, err := Open(Config{Dir: b.TempDir(), Owner: newOwner(b), PerFileSync: mode.perFile})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer a.Close()
+			commitStudies(b, a, metas, datas)
+		})
+	}
+}
+
+func commitStudies(b *testing.B, a *Archive, metas []InstanceMeta, datas [][]byte) {
+	const workers = 4
+	n := len(datas)
 	var total int64
 	for _, d := range datas {
 		total += int64(len(d))
 	}
-	a, err := Open(Config{Dir: b.TempDir(), Owner: newOwner(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
 	ctx := context.Background()
 	b.SetBytes(total)
 	b.ResetTimer()

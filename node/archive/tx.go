@@ -68,7 +68,7 @@ func (a *Archive) Begin(studyUID string) (*Tx, error) {
 
 	tx := &Tx{a: a, uid: studyUID, objs: map[string]Instance{}, metas: map[string]InstanceMeta{}, adding: map[string][32]byte{},
 		prevMeta: map[string]InstanceMeta{}, prevObjs: map[string]Instance{}, written: map[string][]cid.Cid{}}
-	tx.batch.init(a.cfg.NoSync)
+	tx.batch.init(a.bs.mode)
 	fail := func(err error) (*Tx, error) {
 		a.release(studyUID)
 		return nil, fmt.Errorf("begin %s: %w", studyUID, err)
