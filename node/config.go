@@ -26,6 +26,9 @@ type Config struct {
 	AET string `toml:"aet"`
 	// IngestWorkers is how many files are parsed and stored in parallel.
 	IngestWorkers int `toml:"ingest_workers"`
+	// ArchivePerFileSync syncs each block file instead of the archive's
+	// whole file system once per study (see archive.Config.PerFileSync).
+	ArchivePerFileSync bool `toml:"archive_per_file_sync"`
 }
 
 // DefaultConfig returns a configuration that listens on loopback only.
@@ -80,6 +83,11 @@ aet = {{printf "%q" .AET}}
 
 # Files parsed and stored in parallel during ingest.
 ingest_workers = {{.IngestWorkers}}
+
+# A stored study is made durable with one syncfs of the archive's file system.
+# Set to true when the archive shares a busy file system with other programs:
+# each block file is then synced on its own (slower).
+archive_per_file_sync = {{.ArchivePerFileSync}}
 `))
 
 // MarshalTOML renders c as a commented TOML file.

@@ -69,6 +69,7 @@ func Open(h Home, opt Options) (*Node, error) {
 		Dir:          h.ArchiveDir(),
 		Owner:        id,
 		NoSync:       opt.NoSync,
+		PerFileSync:  cfg.ArchivePerFileSync,
 		Logger:       log.With("component", "archive"),
 		BeforeCommit: n.auditImport,
 	})
