@@ -113,6 +113,11 @@ type Study struct {
 	Version     int   // 1 for the first commit, +1 for each commit that changed it
 	Root        cid.Cid
 	StoredAt    time.Time
+	// Source is the facility a received study came from, and
+	// SourceManifest its manifest id in the registry; both are empty for
+	// the facility's own studies.
+	Source         string `json:",omitempty"`
+	SourceManifest string `json:",omitempty"`
 }
 
 // Query selects studies. Zero fields match everything; string fields match

@@ -162,6 +162,9 @@ func Open(cfg Config) (*Archive, error) {
 		if err != nil {
 			return err
 		}
+		if _, err := tx.CreateBucketIfNotExists(bucketIncoming); err != nil {
+			return err
+		}
 		pending = pb.Stats().KeyN
 		return sb.ForEach(func(k, v []byte) error {
 			var s summary
@@ -496,11 +499,19 @@ func loadManifest(ctx context.Context, g getter, root cid.Cid, key *crypto.Study
 	if err != nil {
 		return fail(err)
 	}
-	links := node.Links()
-	if len(links) == 0 || links[0].Name != "m" {
+	// dag-pb keeps links sorted by name, so they are looked up by name.
+	links := map[string]cid.Cid{}
+	for _, l := range node.Links() {
+		if _, dup := links[l.Name]; dup {
+			return fail(fmt.Errorf("link %q twice", l.Name))
+		}
+		links[l.Name] = l.Cid
+	}
+	mc, ok := links["m"]
+	if !ok {
 		return fail(errors.New("no detail manifest link"))
 	}
-	plain, err := readObject(ctx, g, key, links[0].Cid, maxManifest)
+	plain, err := readObject(ctx, g, key, mc, maxManifest)
 	if err != nil {
 		return fail(fmt.Errorf("detail manifest: %w", err))
 	}
@@ -511,20 +522,20 @@ func loadManifest(ctx context.Context, g getter, root cid.Cid, key *crypto.Study
 	if m.Format != manifestFormat {
 		return fail(fmt.Errorf("detail manifest format %q, want %q", m.Format, manifestFormat))
 	}
-	i := 1
+	i := 0
 	for _, se := range m.Study.Series {
 		for _, in := range se.Instances {
-			if i >= len(links) || links[i].Name != instanceLink(i-1) || !links[i].Cid.Equals(in.Root) {
+			if c, ok := links[instanceLink(i)]; !ok || !c.Equals(in.Root) {
 				return fail(errors.New("root links and detail manifest disagree"))
 			}
 			i++
 		}
 	}
-	if i != len(links) {
+	if i+1 != len(links) {
 		return fail(errors.New("root links and detail manifest disagree"))
 	}
 	m.Study.Root = root
-	return m.Study, links[0].Cid, nil
+	return m.Study, mc, nil
 }
 
 func instanceLink(i int) string { return fmt.Sprintf("i%d", i) }
@@ -560,6 +571,18 @@ func (a *Archive) sweep(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err == nil {
+		// Blocks of studies being received are kept for the fetch to
+		// resume.
+		var roots []cid.Cid
+		if roots, err = a.incomingRoots(); err == nil {
+			for _, r := range roots {
+				if err = a.markPartial(ctx, r, live); err != nil {
+					break
+				}
+			}
+		}
+	}
 	if err != nil {
 		// Without the full live set nothing can be deleted safely: keep the
 		// garbage and the markers, and try again at the next Open.

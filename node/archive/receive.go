@@ -1,0 +1,216 @@
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/dicomesh/dicomesh/crypto"
+)
+
+// bucketIncoming holds the roots of studies being received: their blocks
+// survive the sweep at Open, so that an interrupted pull resumes.
+var bucketIncoming = []byte("incoming")
+
+// ErrConflict reports a received study whose UID the archive already holds
+// under another root that it may not replace.
+var ErrConflict = errors.New("archive: study already held")
+
+// Origin says where a received study came from.
+type Origin struct {
+	Facility string // the owner facility's id
+	Manifest string // the registry manifest id
+}
+
+// BeginReceive records that the study DAG under root is being fetched into
+// the block store. Until CommitReceived or AbortReceive, its blocks survive
+// the sweep of Open, so that a fetch interrupted by a crash resumes without
+// fetching again what it verified. Calling it again is harmless.
+func (a *Archive) BeginReceive(root cid.Cid) error {
+	return a.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketIncoming)
+		if err != nil {
+			return err
+		}
+		return b.Put(root.Bytes(), []byte{1})
+	})
+}
+
+// AbortReceive forgets an incoming root: its blocks are deleted by the next
+// sweep unless a study references them.
+func (a *Archive) AbortReceive(root cid.Cid) error {
+	return a.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIncoming)
+		if b == nil {
+			return nil
+		}
+		if err := b.Delete(root.Bytes()); err != nil {
+			return err
+		}
+		// A pending marker makes the next Open sweep the blocks of the
+		// abandoned fetch.
+		return tx.Bucket(bucketPending).Put(append([]byte("abandoned "), root.Bytes()...), []byte{1})
+	})
+}
+
+// incomingRoots returns the roots being received.
+func (a *Archive) incomingRoots() ([]cid.Cid, error) {
+	var roots []cid.Cid
+	err := a.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIncoming)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			c, err := cid.Cast(k)
+			if err != nil {
+				return err
+			}
+			roots = append(roots, c)
+			return nil
+		})
+	})
+	return roots, err
+}
+
+// markPartial marks the blocks present under root, following the links of
+// the nodes that are there and skipping what is missing.
+func (a *Archive) markPartial(ctx context.Context, root cid.Cid, live map[cid.Cid]bool) error {
+	if live[root] {
+		return nil
+	}
+	if has, _ := a.bs.Has(ctx, root); !has {
+		return nil
+	}
+	live[root] = true
+	if root.Type() != cid.DagProtobuf {
+		return nil
+	}
+	blk, err := a.bs.Get(ctx, root)
+	if err != nil {
+		return err
+	}
+	nd, err := merkledag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		return err
+	}
+	for _, l := range nd.Links() {
+		if err := a.markPartial(ctx, l.Cid, live); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CommitReceived records a study received from another facility, whose
+// every block is in the block store under root, with the study key the
+// owner granted. It reads the detail manifest, checks that the root's links
+// agree with it, decrypts every instance and checks its SHA-256 against the
+// manifest, and only then commits the study to the index in one step, its
+// key sealed to this archive's owner. The blocks stay as they arrived, so
+// they can be served on to other members. The BeforeCommit hook runs as for
+// a local commit.
+//
+// A study the archive already holds is replaced only by a newer version of
+// a study received from the same facility; the same root again returns the
+// study as it is; anything else is ErrConflict.
+func (a *Archive) CommitReceived(ctx context.Context, root cid.Cid, key *crypto.StudyKey, from Origin) (Study, error) {
+	fail := func(err error) (Study, error) {
+		return Study{}, fmt.Errorf("commit received study %s: %w", root, err)
+	}
+	if from.Facility == "" {
+		return fail(errors.New("no origin facility"))
+	}
+	st, mroot, err := loadManifest(ctx, a.bs, root, key)
+	if err != nil {
+		return fail(err)
+	}
+	a.mu.Lock()
+	cur := a.studies[st.UID]
+	a.mu.Unlock()
+	if cur != nil {
+		switch {
+		case cur.Study.Root.Equals(root):
+			return a.Study(st.UID)
+		case cur.Study.Source != from.Facility || cur.Study.Version >= st.Version:
+			return fail(fmt.Errorf("%w: %s (version %d from %q)", ErrConflict, st.UID, cur.Study.Version, cur.Study.Source))
+		}
+	}
+	for _, se := range st.Series {
+		for _, in := range se.Instances {
+			if err := a.checkInstance(ctx, key, in); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	st.Root = root
+	st.Source, st.SourceManifest = from.Facility, from.Manifest
+	st.StoredAt = a.cfg.Now().UTC()
+	if a.cfg.BeforeCommit != nil {
+		if err := a.cfg.BeforeCommit(ctx, st); err != nil {
+			return fail(err)
+		}
+	}
+	sealed, err := key.Seal(a.cfg.Owner.Recipient())
+	if err != nil {
+		return fail(err)
+	}
+	sum := &summary{Study: st, SealedKey: sealed, Manifest: mroot}
+	sum.Study.Series = nil
+	ik := a.indexKey(st.UID)
+	sv, err := a.sealValue(bucketStudies, ik, sum)
+	if err != nil {
+		return fail(err)
+	}
+	dv, err := a.sealValue(bucketSeries, ik, detail{Series: st.Series})
+	if err != nil {
+		return fail(err)
+	}
+	if err := a.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketStudies).Put(ik, sv); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketSeries).Put(ik, dv); err != nil {
+			return err
+		}
+		if b := tx.Bucket(bucketIncoming); b != nil {
+			return b.Delete(root.Bytes())
+		}
+		return nil
+	}); err != nil {
+		return fail(err)
+	}
+	a.mu.Lock()
+	a.studies[st.UID] = sum
+	if len(a.cache) >= maxCached {
+		clear(a.cache)
+	}
+	a.cache[st.UID] = newCached(st.Version, st.Series)
+	a.mu.Unlock()
+	return st, nil
+}
+
+// checkInstance decrypts one received instance and compares its SHA-256
+// and size with the detail manifest.
+func (a *Archive) checkInstance(ctx context.Context, key *crypto.StudyKey, in Instance) error {
+	r, err := openInstance(ctx, a.bs, key, in)
+	if err != nil {
+		return fmt.Errorf("instance %s: %w", in.SOPInstanceUID, err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return fmt.Errorf("instance %s: %w", in.SOPInstanceUID, err)
+	}
+	if n != in.Size || [32]byte(h.Sum(nil)) != in.SHA256 {
+		return fmt.Errorf("instance %s does not match the detail manifest (%d bytes, SHA-256 differs or size %d)", in.SOPInstanceUID, n, in.Size)
+	}
+	return nil
+}
