@@ -43,6 +43,11 @@ type layout struct {
 	// not, are left out. It is a prefix of the file unless something was
 	// left out in between.
 	parse []byte
+	// body is where the dataset starts, after the file meta; order and
+	// implicit are its encoding.
+	body     int
+	order    binary.ByteOrder
+	implicit bool
 }
 
 // isPart10 reports whether data carries the Part 10 preamble and magic.
@@ -153,6 +158,7 @@ func guard(data []byte) (layout, error) {
 	if metaEnd == end {
 		return l, reject(ErrMalformed, "no dataset after the file meta")
 	}
+	l.body, l.order, l.implicit = metaEnd, order, implicit
 	s := &scanner{b: data, order: order, implicit: implicit, elements: meta.elements, numericBytes: meta.numericBytes}
 	// spans are the parts of data handed to the parser, adjacent ones merged.
 	spans := [][2]int{{0, metaEnd}}
