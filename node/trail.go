@@ -65,11 +65,18 @@ func patient(st archive.Study) string { return st.Issuer + "|" + st.PatientID }
 // auditImport is the archive's BeforeCommit hook: a study version becomes
 // visible only once its import is on the audit log.
 func (n *Node) auditImport(ctx context.Context, st archive.Study) error {
-	return n.record(ctx, audit.Record{
+	r := audit.Record{
 		Event: audit.EventImport, Action: audit.ActionCreate, Outcome: audit.Success,
 		Patient: patient(st), Study: st.UID,
 		Query: fmt.Sprintf("version %d, %d instances", st.Version, st.Instances),
-	})
+	}
+	if st.Source != "" {
+		// Received from another facility: the recipient's side of the
+		// disclosure.
+		r.Event, r.Peer = audit.EventInstancesTransfer, st.Source
+		r.Query = fmt.Sprintf("received manifest %s, version %d, %d instances", st.SourceManifest, st.Version, st.Instances)
+	}
+	return n.record(ctx, r)
 }
 
 // Studies searches the local archive. The query is audited first.
