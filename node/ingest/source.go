@@ -53,7 +53,10 @@ func readRest(r io.Reader, head []byte, size, max int64) ([]byte, error) {
 	if hint < metaStart {
 		hint = metaStart
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, hint+1))
+	// bytes.Buffer.ReadFrom keeps bytes.MinRead bytes free for each read:
+	// with that much spare capacity a file of the size stat gave is read
+	// without the buffer ever growing (and being copied and cleared).
+	buf := bytes.NewBuffer(make([]byte, 0, hint+bytes.MinRead))
 	buf.Write(head)
 	if _, err := buf.ReadFrom(io.LimitReader(r, max+1-int64(len(head)))); err != nil {
 		return nil, reject(ErrUnreadable, "%v", err)
