@@ -24,7 +24,7 @@ type fakeDirectory struct {
 }
 
 func (d *fakeDirectory) Recipient(string) (age.Recipient, error) { return d.recipient, nil }
-func (d *fakeDirectory) Directives(string) []consent.Directive  { return d.directives }
+func (d *fakeDirectory) Directives(string) []consent.Directive   { return d.directives }
 func (d *fakeDirectory) Study(m string) (string, error) {
 	if uid, ok := d.studies[m]; ok {
 		return uid, nil
