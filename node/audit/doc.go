@@ -66,7 +66,7 @@
 //
 // Search selects records by patient, user, facility, purpose, event,
 // action, outcome, break-glass and date range from an in-memory index built
-// on first use (about 48 bytes per record); results are read from the file
+// on first use (about 60 bytes per record); results are read from the file
 // and checked against the tree. Flags reports break-glass access, access
 // outside working hours, bulk access by one user, denied requests and the
 // first access from a new facility. Export writes CSV (RFC 4180, UTF-8
