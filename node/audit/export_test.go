@@ -691,8 +691,8 @@ var dicomSchema = map[string]xelem{
 			"EventDateTime":         {required: true, values: []string{"dateTime"}},
 			"EventOutcomeIndicator": {required: true, values: []string{"0", "4", "8", "12"}},
 		},
-		// PurposeOfUse follows EventOutcomeDescription since the 2019
-		// editions of PS3.15.
+		// PurposeOfUse, which PS3.15 added to the schema it took from
+		// RFC 3881, follows EventOutcomeDescription.
 		children: []xchild{{"EventID", 1, 1}, {"EventTypeCode", 0, -1}, {"EventOutcomeDescription", 0, 1}, {"PurposeOfUse", 0, -1}},
 	},
 	"EventID":                 codedValue,
