@@ -66,11 +66,17 @@
 //
 // Search selects records by patient, user, facility, purpose, event,
 // action, outcome, break-glass and date range from an in-memory index built
-// on first use (about 48 bytes per record); results are read from the file
+// on first use (about 60 bytes per record); results are read from the file
 // and checked against the tree. Flags reports break-glass access, access
 // outside working hours, bulk access by one user, denied requests and the
-// first access from a new facility. Export writes CSV (RFC 4180), FHIR R4
-// AuditEvent NDJSON (IHE BALP patterns) or DICOM PS3.15 audit messages.
+// first access from a new facility. Export writes CSV (RFC 4180, UTF-8
+// with a byte order mark for spreadsheets, formula cells neutralised), FHIR
+// R4 AuditEvent NDJSON (IHE BALP patterns: an export or import with a peer
+// is a privacy disclosure naming the same source and recipient at both
+// ends) or DICOM PS3.15 audit messages (patient IDs in HL7 CX form). The
+// tests check the FHIR export against the R4 AuditEvent elements and the
+// official R4 and BALP examples in testdata/, and the DICOM export against
+// the PS3.15 schema.
 // Handler serves all of it as JSON under /api/v1/audit/.
 //
 // The package never logs record contents; its errors name indices, offsets

@@ -21,7 +21,15 @@ type Format string
 
 // The export formats.
 const (
-	// FormatCSV is RFC 4180 CSV with a header row (see CSVHeader).
+	// FormatCSV is RFC 4180 CSV (fields quoted where they hold a comma, a
+	// quote or a line break; records end with LF, which RFC 4180 readers
+	// and spreadsheets accept) with a header row (see CSVHeader), in UTF-8 preceded by a
+	// byte order mark. The mark is what makes Excel read the file as UTF-8
+	// rather than in the legacy code page of the user's locale (which
+	// garbles non-ASCII names); LibreOffice, Numbers and Google Sheets
+	// accept it too. Programs that read the file must skip it (Python's
+	// "utf-8-sig" does; Go's encoding/csv does not). Cells a spreadsheet
+	// would evaluate as a formula are neutralised (see CSVHeader).
 	FormatCSV Format = "csv"
 	// FormatFHIR is FHIR R4 AuditEvent resources, one JSON object per line
 	// (NDJSON), following the IHE Basic Audit Log Patterns.
@@ -79,6 +87,11 @@ func NewEncoder(w io.Writer, f Format, src Source) (Encoder, error) {
 	}
 	switch f {
 	case FormatCSV:
+		if _, err := io.WriteString(w, utf8BOM); err != nil {
+			return nil, err
+		}
+		// LF line ends: encoding/csv's CRLF mode drops a carriage return
+		// inside a value, and an audit export must not change one.
 		e := &csvEncoder{w: csv.NewWriter(w)}
 		return e, e.w.Write(CSVHeader)
 	case FormatFHIR:
@@ -106,7 +119,13 @@ func (l *Log) Export(ctx context.Context, a Actor, q Query, f Format, w io.Write
 	return enc.Close()
 }
 
-// CSVHeader is the CSV export's header row.
+// utf8BOM starts a CSV export (see FormatCSV).
+const utf8BOM = "\ufeff"
+
+// CSVHeader is the CSV export's header row. A cell whose text starts with
+// =, +, -, @, a tab or a carriage return (which a spreadsheet would take
+// for a formula) is written with a leading apostrophe, which spreadsheets
+// display as text; the value is otherwise unchanged.
 var CSVHeader = []string{
 	"index", "time", "event_code", "event", "subtype", "action", "outcome", "outcome_code",
 	"outcome_description", "user", "user_role", "facility", "peer", "address",
@@ -152,6 +171,7 @@ const (
 	systemSourceType     = "http://terminology.hl7.org/CodeSystem/security-source-type"
 	systemEntityType     = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 	systemObjectRole     = "http://terminology.hl7.org/CodeSystem/object-role"
+	systemLifecycle      = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
 	systemPatientToken   = "urn:dicomesh:patient-token"
 	systemFacility       = "urn:dicomesh:facility"
 	systemDICOMUID       = "urn:dicom:uid"
@@ -283,12 +303,15 @@ func fhirEvent(r *Record, src Source) *fhirAuditEvent {
 	if r.Outcome == Denied && ev.OutcomeDesc == "" {
 		ev.OutcomeDesc = "denied"
 	}
+	if disclosure(r) {
+		ev.Subtype = append(ev.Subtype, fhirCoding{System: systemLifecycle, Code: "disclose", Display: "Disclose Record Lifecycle Event"})
+	}
 	if r.Subtype.Code != "" {
 		sys := r.Subtype.System
 		if sys == "DCM" {
 			sys = systemDCM
 		}
-		ev.Subtype = []fhirCoding{{System: sys, Code: r.Subtype.Code, Display: r.Subtype.Display}}
+		ev.Subtype = append(ev.Subtype, fhirCoding{System: sys, Code: r.Subtype.Code, Display: r.Subtype.Display})
 	}
 	if r.User != "" {
 		a := fhirAgent{
@@ -305,17 +328,12 @@ func fhirEvent(r *Record, src Source) *fhirAuditEvent {
 		}
 		ev.Agent = append(ev.Agent, a)
 	}
-	if r.Facility != "" {
-		ev.Agent = append(ev.Agent, fhirAgent{
-			Type: &fhirConcept{Coding: []fhirCoding{{System: systemDCM, Code: "110153", Display: "Source Role ID"}}},
-			Who:  &fhirReference{Identifier: &fhirIdentifier{System: systemFacility, Value: r.Facility}},
-		})
+	source, dest := flow(r, src.Facility)
+	if source != "" {
+		ev.Agent = append(ev.Agent, fhirFacilityAgent(r, src.Facility, source, "110153", "Source Role ID"))
 	}
-	if r.Peer != "" {
-		ev.Agent = append(ev.Agent, fhirAgent{
-			Type: &fhirConcept{Coding: []fhirCoding{{System: systemDCM, Code: "110152", Display: "Destination Role ID"}}},
-			Who:  &fhirReference{Identifier: &fhirIdentifier{System: systemFacility, Value: r.Peer}},
-		})
+	if dest != "" {
+		ev.Agent = append(ev.Agent, fhirFacilityAgent(r, src.Facility, dest, "110152", "Destination Role ID"))
 	}
 	if len(ev.Agent) == 0 {
 		// FHIR requires an agent: the node itself.
@@ -352,6 +370,57 @@ func fhirEvent(r *Record, src Source) *fhirAuditEvent {
 	return ev
 }
 
+// disclosure reports whether r records data leaving for or arriving from
+// another facility: an IHE BALP privacy disclosure, recorded at the source
+// as an export and at the recipient as an import.
+func disclosure(r *Record) bool {
+	return (r.Event == EventExport || r.Event == EventImport) && r.Peer != ""
+}
+
+// flow returns the facilities data moved from and to in r, the event's
+// source (DCM 110153) and destination (DCM 110152); self is the facility
+// whose node wrote the log, and either may be "". An export moves data
+// from self to the peer; an import, or any other event with a peer (the
+// owner asked for access), from the peer to self; any other event from
+// self to the requesting facility if that is another one. A disclosure
+// recorded at both ends so names the same source and destination.
+func flow(r *Record, self string) (source, dest string) {
+	switch {
+	case r.Event == EventExport:
+		return self, r.Peer
+	case r.Event == EventImport, r.Peer != "":
+		return r.Peer, self
+	case r.Facility != self:
+		return self, r.Facility
+	}
+	return self, ""
+}
+
+// remoteAddress returns r's network address if it is the address of
+// facility fac: the address of the requesting facility, when that is not
+// this node.
+func remoteAddress(r *Record, self, fac string) string {
+	if r.Address != "" && fac == r.Facility && fac != self {
+		return r.Address
+	}
+	return ""
+}
+
+// fhirFacilityAgent is the agent of a facility in role code: its network
+// is the requester's address when known, else the facility's URN (a URI).
+func fhirFacilityAgent(r *Record, self, fac, code, display string) fhirAgent {
+	a := fhirAgent{
+		Type: &fhirConcept{Coding: []fhirCoding{{System: systemDCM, Code: code, Display: display}}},
+		Who:  &fhirReference{Identifier: &fhirIdentifier{System: systemFacility, Value: fac}},
+	}
+	if addr := remoteAddress(r, self, fac); addr != "" {
+		a.Network = &fhirNetwork{Address: addr, Type: networkType(addr)}
+	} else {
+		a.Network = &fhirNetwork{Address: systemFacility + ":" + fac, Type: "5"}
+	}
+	return a
+}
+
 func facilitySystem(facility string) string {
 	if facility == "" {
 		return ""
@@ -377,7 +446,7 @@ type dcmCode struct {
 	Code     string `xml:"csd-code,attr"`
 	System   string `xml:"codeSystemName,attr"`
 	Display  string `xml:"displayName,attr,omitempty"`
-	Original string `xml:"originalText,attr,omitempty"`
+	Original string `xml:"originalText,attr"` // required by the schema
 }
 
 type dcmEventIdentification struct {
@@ -449,7 +518,11 @@ func dicomMessage(r *Record, src Source) *dcmAuditMessage {
 		if sys == systemDCM {
 			sys = "DCM"
 		}
-		ei.EventType = []dcmCode{{Code: r.Subtype.Code, System: sys, Original: r.Subtype.Display}}
+		orig := r.Subtype.Display
+		if orig == "" {
+			orig = r.Subtype.Code
+		}
+		ei.EventType = []dcmCode{{Code: r.Subtype.Code, System: sys, Original: orig}}
 	}
 	if r.Purpose != "" {
 		ei.PurposeOfUse = append(ei.PurposeOfUse, dcmCode{Code: r.Purpose, System: systemPurposeOfUseV3, Original: r.Purpose})
@@ -467,20 +540,23 @@ func dicomMessage(r *Record, src Source) *dcmAuditMessage {
 		}
 		m.ActiveParticipant = append(m.ActiveParticipant, p)
 	}
-	if r.Facility != "" {
-		m.ActiveParticipant = append(m.ActiveParticipant, dcmActiveParticipant{UserID: r.Facility,
-			RoleIDCode: []dcmCode{{Code: "110153", System: "DCM", Original: "Source Role ID"}}})
-	}
-	if r.Peer != "" {
-		m.ActiveParticipant = append(m.ActiveParticipant, dcmActiveParticipant{UserID: r.Peer,
-			RoleIDCode: []dcmCode{{Code: "110152", System: "DCM", Original: "Destination Role ID"}}})
+	source, dest := flow(r, src.Facility)
+	for _, p := range []struct{ fac, code, name string }{{source, "110153", "Source Role ID"}, {dest, "110152", "Destination Role ID"}} {
+		if p.fac == "" {
+			continue
+		}
+		ap := dcmActiveParticipant{UserID: p.fac, RoleIDCode: []dcmCode{{Code: p.code, System: "DCM", Original: p.name}}}
+		if addr := remoteAddress(r, src.Facility, p.fac); addr != "" {
+			ap.AccessPointID, ap.AccessPointType = addr, networkType(addr)
+		}
+		m.ActiveParticipant = append(m.ActiveParticipant, ap)
 	}
 	if len(m.ActiveParticipant) == 0 {
 		m.ActiveParticipant = []dcmActiveParticipant{{UserID: src.Facility,
 			RoleIDCode: []dcmCode{{Code: "110150", System: "DCM", Original: "Application"}}}}
 	}
 	if r.Patient != "" {
-		m.ParticipantObject = append(m.ParticipantObject, dcmParticipantObject{ID: r.Patient, TypeCode: 1, Role: 1,
+		m.ParticipantObject = append(m.ParticipantObject, dcmParticipantObject{ID: patientCX(r.Patient), TypeCode: 1, Role: 1,
 			IDType: dcmCode{Code: "2", System: "RFC-3881", Original: "Patient Number"}})
 	}
 	if r.PatientToken != "" {
@@ -498,6 +574,18 @@ func dicomMessage(r *Record, src Source) *dcmAuditMessage {
 	}
 	return m
 }
+
+// patientCX writes an issuer-qualified patient ID ("issuer|id") as an HL7
+// v2 CX value, "id^^^issuer", the form ATNA audit messages give patient
+// IDs in, escaping the HL7 delimiters.
+func patientCX(qualified string) string {
+	if issuer, id, ok := strings.Cut(qualified, "|"); ok && issuer != "" {
+		return hl7Escaper.Replace(id) + "^^^" + hl7Escaper.Replace(issuer)
+	}
+	return hl7Escaper.Replace(qualified)
+}
+
+var hl7Escaper = strings.NewReplacer(`\`, `\E\`, "|", `\F\`, "^", `\S\`, "&", `\T\`, "~", `\R\`)
 
 type xmlEncoder struct {
 	w   io.Writer
