@@ -197,29 +197,25 @@ func (f *FSM) Disclosures(manifest string) []Disclosure {
 // ErrNotLeader is returned by ReadBarrier on a node that is not the leader.
 var ErrNotLeader = errors.New("registry: not the leader")
 
-// ReadBarrier makes the next read of f on r linearizable: it confirms that
-// r is still the leader (a heartbeat round with a quorum) and waits until
-// f has applied everything committed before. On another member it returns
-// ErrNotLeader: forward the read to the leader.
-func ReadBarrier(ctx context.Context, r *raft.Raft, f *FSM) error {
-	if err := r.VerifyLeader().Error(); err != nil {
+// ReadBarrier makes the next read of the FSM of r linearizable: it appends a
+// barrier to the log and waits until the barrier is committed (by a quorum
+// that still follows r) and everything before it is applied to the FSM. A write
+// acknowledged before ReadBarrier was called is visible to the read. On
+// another member it returns ErrNotLeader: forward the read to the leader.
+func ReadBarrier(ctx context.Context, r *raft.Raft) error {
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if err := ctx.Err(); err != nil || timeout <= 0 {
+		// raft.Barrier treats a timeout of zero as none at all.
+		return cmp.Or(err, context.DeadlineExceeded)
+	}
+	if err := r.Barrier(timeout).Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return ErrNotLeader
 		}
-		return fmt.Errorf("registry: verify leader: %w", err)
-	}
-	ci := r.CommitIndex()
-	for f.AppliedIndex() < ci {
-		// The commit index may be a configuration entry that the FSM
-		// never sees: raft's own applied index covers those.
-		if r.AppliedIndex() >= ci {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
+		return fmt.Errorf("registry: read barrier: %w", err)
 	}
 	return nil
 }
