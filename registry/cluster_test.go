@@ -485,4 +485,3 @@ func TestLinearizable(t *testing.T) {
 	}
 	t.Logf("%d operations, %d acknowledged writes, %d faults, final version %d: linearizable", len(history), acked.Load(), faults, final.Version)
 }
-

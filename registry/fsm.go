@@ -40,17 +40,17 @@ type Code uint8
 
 // Codes.
 const (
-	OK                Code = iota
-	CodeMalformed          // does not decode or breaks a rule of form
-	CodeBadSignature       // the signature does not verify
-	CodeWrongFederation    // for another federation, or no federation yet
-	CodeUnknownSigner      // the signer is not a member
-	CodeInactiveSigner     // the signer is suspended or left
-	CodeForbidden          // the signer may not do this
-	CodeConflict           // the state does not allow it (exists, wrong version, ...)
-	CodeNotFound           // what it refers to does not exist
-	CodeExpired            // the invitation expired
-	CodeUsed               // the invitation was used
+	OK                  Code = iota
+	CodeMalformed            // does not decode or breaks a rule of form
+	CodeBadSignature         // the signature does not verify
+	CodeWrongFederation      // for another federation, or no federation yet
+	CodeUnknownSigner        // the signer is not a member
+	CodeInactiveSigner       // the signer is suspended or left
+	CodeForbidden            // the signer may not do this
+	CodeConflict             // the state does not allow it (exists, wrong version, ...)
+	CodeNotFound             // what it refers to does not exist
+	CodeExpired              // the invitation expired
+	CodeUsed                 // the invitation was used
 )
 
 var codeNames = [...]string{"ok", "malformed", "bad-signature", "wrong-federation", "unknown-signer", "inactive-signer",
@@ -86,7 +86,9 @@ type RejectedError struct {
 	Reason string
 }
 
-func (e *RejectedError) Error() string { return "registry: rejected (" + e.Code.String() + "): " + e.Reason }
+func (e *RejectedError) Error() string {
+	return "registry: rejected (" + e.Code.String() + "): " + e.Reason
+}
 
 func (r *Result) MarshalCanonical(e *canon.Encoder) {
 	e.Uint(1, uint64(r.Code))
