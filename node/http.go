@@ -3,13 +3,19 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
+	"github.com/dicomesh/dicomesh/node/ingest"
 )
 
 // check is one named readiness condition.
@@ -63,6 +69,72 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/api/v1/audit/", audit.Handler(n.Audit, n.httpActor, nil))
+	mux.HandleFunc("POST /api/v1/ingest", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var req struct{ Paths []string }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || len(req.Paths) == 0 {
+			http.Error(w, "want {\"paths\": [...]}", http.StatusBadRequest)
+			return
+		}
+		rep, err := n.Ingest(WithActor(r.Context(), a), nil, req.Paths...)
+		writeResult(w, Summarize(rep), err)
+	})
+	mux.HandleFunc("GET /api/v1/studies", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		v := r.URL.Query()
+		q := archive.Query{PatientID: v.Get("patient_id"), Issuer: v.Get("issuer"), PatientName: v.Get("name"), Modality: v.Get("modality"),
+			DateFrom: v.Get("from"), DateTo: v.Get("to"), Accession: v.Get("accession")}
+		q.Limit, _ = strconv.Atoi(v.Get("limit"))
+		studies, err := n.Studies(WithActor(r.Context(), a), q)
+		writeResult(w, studies, err)
+	})
+	mux.HandleFunc("GET /api/v1/find", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		v := r.URL.Query()
+		p := PatientFromName(v.Get("name"), v.Get("birth_date"), v.Get("sex"))
+		p.ID, p.Issuer = v.Get("patient_id"), v.Get("issuer")
+		cs, err := n.Find(WithActor(r.Context(), a), p)
+		writeResult(w, cs, err)
+	})
+	mux.HandleFunc("GET /api/v1/federation/members", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := n.Members()
+		writeResult(w, ms, err)
+	})
+	mux.HandleFunc("POST /api/v1/federation/invite", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		ttl, err := time.ParseDuration(r.URL.Query().Get("ttl"))
+		if err != nil {
+			ttl = 24 * time.Hour
+		}
+		tok, err := n.Invite(WithActor(r.Context(), a), r.URL.Query().Get("name"), ttl)
+		writeResult(w, map[string]string{"token": tok}, err)
+	})
+	mux.HandleFunc("POST /api/v1/federation/join", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 16<<10))
+		fed, err := n.Join(WithActor(r.Context(), a), strings.TrimSpace(string(body)))
+		writeResult(w, map[string]string{"federation": fed}, err)
+	})
 	return mux
 }
 
@@ -75,4 +147,36 @@ func (n *Node) httpActor(r *http.Request) (audit.Actor, error) {
 		return audit.Actor{}, errors.New("no X-Dicomesh-User header")
 	}
 	return audit.Actor{User: u, Facility: n.FacilityID, Purpose: r.Header.Get("X-Dicomesh-Purpose"), Address: r.RemoteAddr}, nil
+}
+
+// writeResult answers v as JSON, or err as a 500 with its text.
+func writeResult(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	json.NewEncoder(w).Encode(v)
+}
+
+// IngestSummary is an ingest report as the API and the command line show
+// it.
+type IngestSummary struct {
+	Stored, Duplicates, Skipped int
+	Bytes                       int64
+	Rejected                    []RejectedFile
+	Studies                     []archive.Study
+}
+
+// RejectedFile is one file an ingest refused.
+type RejectedFile struct{ Path, Reason, KeptAt string }
+
+// Summarize turns an ingest report into its summary.
+func Summarize(rep ingest.Report) IngestSummary {
+	s := IngestSummary{Stored: rep.Stored, Duplicates: rep.Duplicates, Skipped: rep.Skipped, Bytes: rep.Bytes, Studies: rep.Studies}
+	for _, r := range rep.Rejected {
+		s.Rejected = append(s.Rejected, RejectedFile{Path: r.Path, Reason: r.Err.Error(), KeptAt: r.KeptAt})
+	}
+	return s
 }

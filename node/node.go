@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/dicomesh/dicomesh/crypto"
+	"github.com/dicomesh/dicomesh/federation"
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
 	"github.com/dicomesh/dicomesh/node/ingest"
@@ -36,6 +40,17 @@ type Node struct {
 	Audit *audit.Log
 
 	log *slog.Logger
+
+	rtMu    sync.Mutex
+	rt      *fedRuntime // while running in a federation
+	running *running    // while Run runs
+}
+
+// running is what Run shares with operations that arrive while it runs.
+type running struct {
+	ctx     context.Context
+	h       host.Host
+	members *federation.Members
 }
 
 // Open loads the identity and configuration from h and opens the stores.
@@ -95,5 +110,9 @@ func (n *Node) Ingest(ctx context.Context, progress func(ingest.Progress), paths
 	cfg.Workers = n.Config.IngestWorkers
 	cfg.Logger = n.log.With("component", "ingest")
 	cfg.Progress = progress
-	return ingest.Run(ctx, cfg, paths...)
+	rep, err := ingest.Run(ctx, cfg, paths...)
+	if qerr := n.queuePublish(rep.Studies); qerr != nil && err == nil {
+		err = fmt.Errorf("the studies are stored but could not be queued for publication: %w", qerr)
+	}
+	return rep, err
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dicomesh/dicomesh/federation"
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
 )
@@ -64,18 +65,37 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 		httpAddr = ro.HTTP
 	}
 	reg := n.newMetrics()
-	h, err := newHost(hostConfig{identity: n.Identity, listen: listen, metrics: reg})
+	members := federation.NewMembers(nil)
+	h, err := newHost(hostConfig{identity: n.Identity, listen: listen, metrics: reg, gater: federation.Gater{M: members}})
 	if err != nil {
 		return err
 	}
 	defer h.Close()
+	n.rtMu.Lock()
+	n.running = &running{ctx: ctx, h: h, members: members}
+	n.rtMu.Unlock()
+	defer func() {
+		if rt := n.runtime(); rt != nil {
+			rt.stop()
+		}
+		n.rtMu.Lock()
+		n.running = nil
+		n.rtMu.Unlock()
+	}()
+	if fs, err := n.loadFed(); err == nil {
+		if _, err := n.startFederation(ctx, h, members, fs); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ErrNoFederation) {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           n.handler(reg, []check{{"archive", func() error { return nil }}}),
+		Handler:           n.handler(reg, []check{{"archive", func() error { return nil }}, {"registry", n.registryReady}}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	serveErr := make(chan error, 1)

@@ -82,6 +82,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		synthCmd(e),
 		demoCmd(e),
 		auditCmd(e),
+		federationCmd(e),
+		findCmd(e),
 		versionCmd(e),
 	)
 	err := root.ExecuteContext(ctx)

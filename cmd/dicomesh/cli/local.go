@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,17 +49,35 @@ DICOM are skipped and counted. Malformed DICOM is rejected with a reason, kept
 aside in the home's rejected folder, and the command exits with status 3.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
-			n, err := e.openNode()
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			bar := newProgress(e.stderr, "ingest")
 			start := time.Now()
-			rep, err := n.Ingest(e.ctx, bar.update, paths...)
-			bar.done()
-			if err != nil {
-				return err
+			var rep node.IngestSummary
+			if ri, ok := e.runningNode(); ok {
+				// The running node holds the stores: it ingests.
+				var abs []string
+				for _, p := range paths {
+					a, err := filepath.Abs(p)
+					if err != nil {
+						return err
+					}
+					abs = append(abs, a)
+				}
+				body, _ := json.Marshal(map[string][]string{"paths": abs})
+				if err := e.api(ri, http.MethodPost, "/api/v1/ingest", body, &rep); err != nil {
+					return err
+				}
+			} else {
+				n, err := e.openNode()
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				bar := newProgress(e.stderr, "ingest")
+				r, err := n.Ingest(e.ctx, bar.update, paths...)
+				bar.done()
+				if err != nil {
+					return err
+				}
+				rep = node.Summarize(r)
 			}
 			secs := time.Since(start).Seconds()
 			fmt.Fprintf(e.stdout, "stored %d instances (%d duplicates, %d skipped, %d rejected), %.1f MB in %.2fs\n",
@@ -64,12 +86,12 @@ aside in the home's rejected folder, and the command exits with status 3.`,
 				fmt.Fprintf(e.stdout, "  study %s  v%d  %d instances  %s\n", s.UID, s.Version, s.Instances, strings.Join(s.Modalities, ","))
 			}
 			for _, r := range rep.Rejected {
-				fmt.Fprintf(e.stderr, "rejected %s: %v\n", r.Path, r.Err)
+				fmt.Fprintf(e.stderr, "rejected %s: %s\n", r.Path, r.Reason)
 				if r.KeptAt != "" {
 					fmt.Fprintf(e.stderr, "  kept at %s\n", r.KeptAt)
 				}
 			}
-			if !rep.OK() {
+			if len(rep.Rejected) > 0 {
 				return &exitError{code: exitRejected, err: fmt.Errorf("%d file(s) rejected", len(rep.Rejected))}
 			}
 			return nil
@@ -125,14 +147,30 @@ func studiesCmd(e *env) *cobra.Command {
 			if err := e.checkOutput(); err != nil {
 				return err
 			}
-			n, err := e.openNode()
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			studies, err := n.Studies(e.ctx, q)
-			if err != nil {
-				return err
+			var studies []archive.Study
+			if ri, ok := e.runningNode(); ok {
+				v := url.Values{}
+				for k, x := range map[string]string{"patient_id": q.PatientID, "issuer": q.Issuer, "name": q.PatientName, "modality": q.Modality,
+					"from": q.DateFrom, "to": q.DateTo, "accession": q.Accession} {
+					if x != "" {
+						v.Set(k, x)
+					}
+				}
+				if q.Limit > 0 {
+					v.Set("limit", fmt.Sprint(q.Limit))
+				}
+				if err := e.api(ri, http.MethodGet, "/api/v1/studies?"+v.Encode(), nil, &studies); err != nil {
+					return err
+				}
+			} else {
+				n, err := e.openNode()
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				if studies, err = n.Studies(e.ctx, q); err != nil {
+					return err
+				}
 			}
 			if e.output == "json" {
 				out := make([]studyJSON, 0, len(studies))
