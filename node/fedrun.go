@@ -394,7 +394,13 @@ func (rt *fedRuntime) serveJoin(ctx context.Context, from peer.ID, body []byte) 
 	if req.Facility.ID != from.String() {
 		return refuse("impostor", "the facility joining is not the peer that asks")
 	}
+	// A founder that just started may not have applied the founding
+	// command yet.
 	sec, err := rt.mySecrets()
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		sec, err = rt.mySecrets()
+	}
 	if err != nil {
 		return refuse("unavailable", err.Error())
 	}

@@ -10,6 +10,9 @@ import (
 
 // TestMain lets the test binary act as the dicomesh command inside scripts.
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
 	testscript.Main(m, map[string]func(){
 		"dicomesh": func() { os.Exit(Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
 	})

@@ -1,0 +1,201 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dicomesh/dicomesh/node"
+)
+
+// childEnv makes the test binary act as the dicomesh command (TestMain).
+const childEnv = "DICOMESH_CLI_CHILD"
+
+// hospital is one facility's home, driven through the real command line in
+// separate processes.
+type hospital struct {
+	t    *testing.T
+	home string
+	run  *exec.Cmd
+}
+
+func newHospital(t *testing.T, name string) *hospital {
+	h := &hospital{t: t, home: filepath.Join(t.TempDir(), "home")}
+	h.ok("init", "--facility", name)
+	return h
+}
+
+func (h *hospital) cmd(args ...string) *exec.Cmd {
+	c := exec.Command(os.Args[0], append([]string{"--home", h.home}, args...)...)
+	c.Env = append(os.Environ(), childEnv+"=1", "DICOMESH_USER=tester")
+	return c
+}
+
+// ok runs a command to completion and returns its standard output.
+func (h *hospital) ok(args ...string) string {
+	h.t.Helper()
+	var out, errb bytes.Buffer
+	c := h.cmd(args...)
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Run(); err != nil {
+		h.t.Fatalf("dicomesh %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+// try runs a command and returns its output, or "" if it failed.
+func (h *hospital) try(args ...string) string {
+	out, err := h.cmd(args...).Output()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+// start runs the node in the background on ephemeral loopback ports and
+// waits until it is up.
+func (h *hospital) start() {
+	h.t.Helper()
+	os.Remove(filepath.Join(h.home, "node.json"))
+	h.run = h.cmd("run", "--p2p", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0")
+	logf, _ := os.Create(filepath.Join(filepath.Dir(h.home), "run.log"))
+	h.run.Stdout, h.run.Stderr = logf, logf
+	if err := h.run.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	cmd := h.run
+	h.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	h.eventually("the node to start", func() bool {
+		ri, err := node.ReadRunInfo(node.Home(h.home))
+		return err == nil && ri.PID == cmd.Process.Pid
+	})
+}
+
+// kill stops the node as a crash would.
+func (h *hospital) kill() {
+	h.run.Process.Signal(syscall.SIGKILL)
+	h.run.Wait()
+}
+
+func (h *hospital) members() []node.Member {
+	h.t.Helper()
+	var ms []node.Member
+	if err := json.Unmarshal([]byte(h.ok("federation", "members", "-o", "json")), &ms); err != nil {
+		h.t.Fatal(err)
+	}
+	return ms
+}
+
+func (h *hospital) eventually(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(filepath.Dir(h.home), "run.log"))
+			h.t.Fatalf("timed out waiting for %s\n%s", what, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// agree reports whether a hospital sees n active voters and one leader.
+func agree(ms []node.Member, n int) bool {
+	voters, leaders := 0, 0
+	for _, m := range ms {
+		if m.Role == "voter" && m.Status == "active" {
+			voters++
+		}
+		if m.Leader {
+			leaders++
+		}
+	}
+	return voters == n && leaders == 1
+}
+
+// TestFederationProcesses: three hospitals as separate processes on
+// loopback form a federation by invitation (one joining before it runs,
+// one while it runs), publish a study on ingest and find it from another;
+// the leader is killed and the others go on; it restarts and catches up;
+// an invitation cannot be used twice.
+func TestFederationProcesses(t *testing.T) {
+	a, b, c := newHospital(t, "Rural Hospital"), newHospital(t, "Regional Hospital"), newHospital(t, "Tertiary Center")
+	a.ok("federation", "create", "--name", "Valley")
+	a.start()
+	tokB := strings.TrimSpace(a.ok("federation", "invite", "--name", "Regional Hospital"))
+	b.ok("federation", "join", tokB) // before b runs
+	b.start()
+	c.start()
+	tokC := strings.TrimSpace(b.ok("federation", "invite")) // issued by a follower
+	c.ok("federation", "join", tokC)                       // while c runs
+	for _, h := range []*hospital{a, b, c} {
+		h.eventually("three voters and a leader", func() bool { return agree(h.members(), 3) })
+	}
+
+	// The same invitation a second time is refused, by the registry.
+	d := newHospital(t, "Fourth")
+	var out bytes.Buffer
+	j := d.cmd("federation", "join", tokC)
+	j.Stdout, j.Stderr = &out, &out
+	if err := j.Run(); err == nil || !strings.Contains(out.String(), "used") {
+		t.Fatalf("a reused invitation: %v\n%s", err, out.String())
+	}
+
+	// A study ingested at the rural hospital is published and found from
+	// the tertiary center by patient ID.
+	dir := filepath.Join(t.TempDir(), "cr")
+	a.ok("synth", "--preset", "cr", "--patient-id", "MRN9", "--issuer", "RURAL", "--out", dir)
+	a.ok("ingest", dir)
+	c.eventually("the manifest to reach the tertiary center", func() bool {
+		return strings.Contains(c.try("find", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json"), `"facility": "Rural Hospital"`)
+	})
+
+	// The leader dies: the two others elect another and go on.
+	var leader *hospital
+	var leaderID string
+	var rest []*hospital
+	for _, h := range []*hospital{a, b, c} {
+		for _, m := range h.members() {
+			if m.Leader && m.Self {
+				leader, leaderID = h, m.PeerID
+			}
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	for _, h := range []*hospital{a, b, c} {
+		if h != leader {
+			rest = append(rest, h)
+		}
+	}
+	leader.kill()
+	for _, h := range rest {
+		h.eventually("a new leader", func() bool {
+			for _, m := range h.members() {
+				if m.Leader && m.PeerID != leaderID {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	// Writes go on with two of three: a study ingested at a survivor is
+	// found at the other.
+	dir2 := filepath.Join(t.TempDir(), "mr")
+	rest[0].ok("synth", "--preset", "mr", "--slices", "2", "--patient-id", "MRN7", "--issuer", "CITY", "--out", dir2)
+	rest[0].ok("ingest", dir2)
+	rest[1].eventually("the second manifest", func() bool {
+		return strings.Contains(rest[1].try("find", "--patient-id", "MRN7", "--issuer", "CITY", "-o", "json"), `"manifest_id"`)
+	})
+	// The dead leader restarts on its stores and catches up.
+	leader.start()
+	leader.eventually("the restarted member to catch up", func() bool {
+		return strings.Contains(leader.try("find", "--patient-id", "MRN7", "--issuer", "CITY", "-o", "json"), `"manifest_id"`)
+	})
+}
