@@ -108,6 +108,30 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 		cs, err := n.Find(WithActor(r.Context(), a), p)
 		writeResult(w, cs, err)
 	})
+	mux.HandleFunc("POST /api/v1/pull", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var req PullRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+			http.Error(w, "want a pull request in JSON", http.StatusBadRequest)
+			return
+		}
+		if req.User == "" {
+			req.User = a.User
+		}
+		st, err := n.Pull(WithActor(r.Context(), a), req, nil)
+		var de *DeniedError
+		if errors.As(err, &de) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			json.NewEncoder(w).Encode(map[string]string{"error": de.Error()})
+			return
+		}
+		writeResult(w, st, err)
+	})
 	mux.HandleFunc("GET /api/v1/federation/members", func(w http.ResponseWriter, r *http.Request) {
 		ms, err := n.Members()
 		writeResult(w, ms, err)

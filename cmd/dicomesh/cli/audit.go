@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -148,11 +149,9 @@ func auditSearchCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.withNode(func(n *node.Node) error {
-				recs, err := n.Audit.Search(e.ctx, e.auditActor(n), q)
-				if err != nil {
-					return err
-				}
+			return e.withAudit(func(n *node.Node) ([]audit.Record, error) {
+				return n.Audit.Search(e.ctx, e.auditActor(n), q)
+			}, "/api/v1/audit/records?"+q.Encode(), func(recs []audit.Record) error {
 				if e.output == "json" {
 					out := make([]auditRecordJSON, 0, len(recs))
 					for _, r := range recs {
@@ -174,6 +173,25 @@ func auditSearchCmd(e *env) *cobra.Command {
 	f.add(c)
 	e.addOutputFlag(c)
 	return c
+}
+
+// withAudit reads records from the running node's API, or from the log
+// itself when no node runs, and hands them to show.
+func (e *env) withAudit(local func(*node.Node) ([]audit.Record, error), path string, show func([]audit.Record) error) error {
+	if ri, ok := e.runningNode(); ok {
+		var out struct{ Records []audit.Record }
+		if err := e.api(ri, http.MethodGet, path, nil, &out); err != nil {
+			return err
+		}
+		return show(out.Records)
+	}
+	return e.withNode(func(n *node.Node) error {
+		recs, err := local(n)
+		if err != nil {
+			return err
+		}
+		return show(recs)
+	})
 }
 
 func dash(s string) string {
@@ -264,7 +282,8 @@ func auditExportCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.withNode(func(n *node.Node) error {
+			ri, running := e.runningNode()
+			write := func(n *node.Node) error {
 				var w io.Writer = e.stdout
 				var file *os.File
 				if to != "" {
@@ -274,7 +293,12 @@ func auditExportCmd(e *env) *cobra.Command {
 					w = file
 				}
 				bw := bufio.NewWriter(w)
-				err := n.Audit.Export(e.ctx, e.auditActor(n), q, fm, bw)
+				var err error
+				if running {
+					err = e.apiStream(ri, "/api/v1/audit/export?format="+string(fm)+"&"+q.Encode(), bw)
+				} else {
+					err = n.Audit.Export(e.ctx, e.auditActor(n), q, fm, bw)
+				}
 				err = errors.Join(err, bw.Flush())
 				if file != nil {
 					err = errors.Join(err, file.Sync(), file.Close())
@@ -283,7 +307,11 @@ func auditExportCmd(e *env) *cobra.Command {
 					}
 				}
 				return err
-			})
+			}
+			if running {
+				return write(nil)
+			}
+			return e.withNode(write)
 		},
 	}
 	f.add(c)
@@ -388,4 +416,24 @@ func (e *env) withNode(fn func(*node.Node) error) error {
 		return err
 	}
 	return errors.Join(fn(n), n.Close())
+}
+
+// apiStream copies the body of a GET on the running node's API to w.
+func (e *env) apiStream(ri node.RunInfo, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(e.ctx, http.MethodGet, "http://"+ri.HTTP+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Dicomesh-User", e.user())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("the running node answered %s: %s", resp.Status, b)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
 }

@@ -23,6 +23,7 @@ const (
 	exitFailure  = 1
 	exitUsage    = 2
 	exitRejected = 3
+	exitDenied   = 4
 )
 
 // exitError carries an exit code other than exitFailure out of a command.
@@ -84,6 +85,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		auditCmd(e),
 		federationCmd(e),
 		findCmd(e),
+		pullCmd(e),
 		versionCmd(e),
 	)
 	err := root.ExecuteContext(ctx)

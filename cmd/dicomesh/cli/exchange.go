@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dicomesh/dicomesh/node"
+	"github.com/dicomesh/dicomesh/node/archive"
 )
 
 func findCmd(e *env) *cobra.Command {
@@ -73,5 +76,53 @@ recorded in the audit trail.`,
 	f.StringVar(&birth, "birth-date", "", "birth date, YYYYMMDD")
 	f.StringVar(&sex, "sex", "", "sex: M, F or O")
 	e.addOutputFlag(c)
+	return c
+}
+
+func pullCmd(e *env) *cobra.Command {
+	var purpose, user, breakGlass string
+	c := &cobra.Command{
+		Use:   "pull MANIFEST_ID --purpose TREAT|ETREAT|... [--user NAME] [--break-glass REASON]",
+		Short: "Request a study from its owner and, once granted, fetch, verify and store it",
+		Long: `Pull asks the owning facility for access (signed, for a purpose of use). The
+owner checks the patient's consent and its policy, records its decision in its
+audit trail, and grants the study key sealed to this facility, or refuses with
+a reason. The encrypted blocks are then fetched from every member that holds
+them, each verified against its content address, every instance decrypted and
+checked against the study's manifest, and the study committed all at once.
+Exit status: 0 once the study is stored, 4 when the owner refused (with its
+reason), 1 on other failures.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if purpose == "" {
+				return usagef("--purpose is required (TREAT, ETREAT, COC, ...)")
+			}
+			if breakGlass != "" && purpose != "ETREAT" {
+				return usagef("--break-glass is for emergencies: use --purpose ETREAT")
+			}
+			ri, ok := e.runningNode()
+			if !ok {
+				return node.ErrNotRunning
+			}
+			if user == "" {
+				user = e.user()
+			}
+			body, _ := json.Marshal(node.PullRequest{Manifest: args[0], Purpose: purpose, User: user, BreakGlass: breakGlass})
+			var st archive.Study
+			start := time.Now()
+			if err := e.api(ri, http.MethodPost, "/api/v1/pull", body, &st); err != nil {
+				if strings.HasPrefix(err.Error(), "denied by ") {
+					return &exitError{code: exitDenied, err: err}
+				}
+				return err
+			}
+			fmt.Fprintf(e.stdout, "stored study %s (%d instances, %.1f MB) from %s in %.2fs, every instance verified\n",
+				st.UID, st.Instances, float64(st.Bytes)/1e6, st.Source, time.Since(start).Seconds())
+			return nil
+		},
+	}
+	c.Flags().StringVar(&purpose, "purpose", "", "purpose of use: TREAT, ETREAT (emergency), COC, ...")
+	c.Flags().StringVar(&user, "user", "", "the requesting physician (default: --as, or the OS user)")
+	c.Flags().StringVar(&breakGlass, "break-glass", "", "emergency reason: asks the owner to override a refusal where its policy allows")
 	return c
 }

@@ -155,6 +155,27 @@ func TestFederationProcesses(t *testing.T) {
 		return strings.Contains(c.try("find", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json"), `"facility": "Rural Hospital"`)
 	})
 
+	// The tertiary center pulls it: the owner grants (opt-out policy, for
+	// treatment), the blocks arrive verified, the study is stored, and both
+	// audit trails record the disclosure.
+	var cands []node.Candidate
+	json.Unmarshal([]byte(c.ok("find", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json")), &cands)
+	if len(cands) != 1 {
+		t.Fatalf("candidates %+v", cands)
+	}
+	if out := c.ok("pull", cands[0].ManifestID, "--purpose", "TREAT", "--user", "dr.house"); !strings.Contains(out, "stored study") {
+		t.Fatalf("pull: %s", out)
+	}
+	if out := c.ok("studies", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json"); !strings.Contains(out, `"patient_id": "MRN9"`) {
+		t.Fatalf("the pulled study is not listed: %s", out)
+	}
+	if out := a.ok("audit", "search", "--event", "110106", "-o", "json"); !strings.Contains(out, `"user": "dr.house"`) || !strings.Contains(out, `"purpose": "TREAT"`) {
+		t.Fatalf("the owner's audit trail lacks the disclosure: %s", out)
+	}
+	if out := c.ok("audit", "search", "--event", "110104", "-o", "json"); !strings.Contains(out, `"patient": "RURAL|MRN9"`) {
+		t.Fatalf("the recipient's audit trail lacks the transfer: %s", out)
+	}
+
 	// The leader dies: the two others elect another and go on.
 	var leader *hospital
 	var leaderID string
