@@ -132,7 +132,7 @@ func TestFederationProcesses(t *testing.T) {
 	b.start()
 	c.start()
 	tokC := strings.TrimSpace(b.ok("federation", "invite")) // issued by a follower
-	c.ok("federation", "join", tokC)                       // while c runs
+	c.ok("federation", "join", tokC)                        // while c runs
 	for _, h := range []*hospital{a, b, c} {
 		h.eventually("three voters and a leader", func() bool { return agree(h.members(), 3) })
 	}
