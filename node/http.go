@@ -132,6 +132,38 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 		}
 		writeResult(w, st, err)
 	})
+	mux.HandleFunc("POST /api/v1/consent", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var in ConsentInput
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&in); err != nil {
+			http.Error(w, "want a consent directive in JSON", http.StatusBadRequest)
+			return
+		}
+		id, err := n.RecordConsent(WithActor(r.Context(), a), in)
+		writeResult(w, map[string]string{"id": id}, err)
+	})
+	mux.HandleFunc("DELETE /api/v1/consent/{id}", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		err = n.RevokeConsent(WithActor(r.Context(), a), r.PathValue("id"))
+		writeResult(w, map[string]string{"revoked": r.PathValue("id")}, err)
+	})
+	mux.HandleFunc("GET /api/v1/consent", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		ds, err := n.Consents(WithActor(r.Context(), a), r.URL.Query().Get("issuer"), r.URL.Query().Get("patient_id"))
+		writeResult(w, ds, err)
+	})
 	mux.HandleFunc("GET /api/v1/federation/members", func(w http.ResponseWriter, r *http.Request) {
 		ms, err := n.Members()
 		writeResult(w, ms, err)

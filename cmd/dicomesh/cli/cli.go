@@ -86,6 +86,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		federationCmd(e),
 		findCmd(e),
 		pullCmd(e),
+		consentCmd(e),
 		versionCmd(e),
 	)
 	err := root.ExecuteContext(ctx)

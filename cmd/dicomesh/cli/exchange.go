@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dicomesh/dicomesh/consent"
 	"github.com/dicomesh/dicomesh/node"
 	"github.com/dicomesh/dicomesh/node/archive"
 )
@@ -124,5 +125,146 @@ reason), 1 on other failures.`,
 	c.Flags().StringVar(&purpose, "purpose", "", "purpose of use: TREAT, ETREAT (emergency), COC, ...")
 	c.Flags().StringVar(&user, "user", "", "the requesting physician (default: --as, or the OS user)")
 	c.Flags().StringVar(&breakGlass, "break-glass", "", "emergency reason: asks the owner to override a refusal where its policy allows")
+	return c
+}
+
+func consentCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "consent",
+		Short: "Record, revoke and list patients' consent directives in the federation registry",
+		Long: `A directive permits or denies sharing a patient's studies: with all facilities
+or named ones, for all purposes or some (TREAT, ETREAT, COC, ...), until a date.
+It is recorded in the registry under the patient's blinded token, never the
+patient's identifiers, and every owner applies it to the next request: an
+explicit deny beats a permit; break-glass may override a deny only where the
+owning facility's policy allows, and is always flagged.`,
+	}
+	c.AddCommand(consentRecordCmd(e), consentRevokeCmd(e), consentListCmd(e))
+	return c
+}
+
+func consentRecordCmd(e *env) *cobra.Command {
+	var in node.ConsentInput
+	var permit, deny bool
+	var until string
+	c := &cobra.Command{
+		Use:   "record --patient-id ID --issuer ISSUER (--permit|--deny) [--facility NAME]... [--purpose P]... [--until DATE]",
+		Short: "Record a patient's directive",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			switch {
+			case in.PatientID == "" || in.Issuer == "":
+				return usagef("--patient-id and --issuer are required")
+			case permit == deny:
+				return usagef("give exactly one of --permit and --deny")
+			}
+			in.Permit = permit
+			if until != "" {
+				t, err := time.Parse("20060102", strings.ReplaceAll(until, "-", ""))
+				if err != nil {
+					return usagef("--until %q: want YYYYMMDD", until)
+				}
+				in.Until = t
+			}
+			ri, ok := e.runningNode()
+			if !ok {
+				return node.ErrNotRunning
+			}
+			body, _ := json.Marshal(in)
+			var out struct{ ID string }
+			if err := e.api(ri, http.MethodPost, "/api/v1/consent", body, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "recorded directive %s\n", out.ID)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&in.PatientID, "patient-id", "", "patient ID at the issuer")
+	f.StringVar(&in.Issuer, "issuer", "", "issuer of the patient ID")
+	f.BoolVar(&permit, "permit", false, "permit sharing")
+	f.BoolVar(&deny, "deny", false, "deny sharing")
+	f.StringSliceVar(&in.Facilities, "facility", nil, "facility (name) it applies to; repeat; none means all")
+	f.StringSliceVar(&in.Purposes, "purpose", nil, "purpose of use it applies to; repeat; none means all")
+	f.StringVar(&until, "until", "", "last day it applies, YYYYMMDD")
+	return c
+}
+
+func consentRevokeCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke DIRECTIVE_ID",
+		Short: "Revoke a directive this facility recorded",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			ri, ok := e.runningNode()
+			if !ok {
+				return node.ErrNotRunning
+			}
+			var out map[string]string
+			if err := e.api(ri, http.MethodDelete, "/api/v1/consent/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "revoked directive %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func consentListCmd(e *env) *cobra.Command {
+	var id, issuer string
+	c := &cobra.Command{
+		Use:   "list --patient-id ID --issuer ISSUER",
+		Short: "List a patient's directives",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := e.checkOutput(); err != nil {
+				return err
+			}
+			if id == "" || issuer == "" {
+				return usagef("--patient-id and --issuer are required")
+			}
+			ri, ok := e.runningNode()
+			if !ok {
+				return node.ErrNotRunning
+			}
+			var ds []consent.Directive
+			if err := e.api(ri, http.MethodGet, "/api/v1/consent?"+url.Values{"patient_id": {id}, "issuer": {issuer}}.Encode(), nil, &ds); err != nil {
+				return err
+			}
+			type dj struct {
+				ID         string   `json:"id"`
+				Effect     string   `json:"effect"`
+				Facilities []string `json:"facilities"`
+				Purposes   []string `json:"purposes"`
+				Until      string   `json:"until,omitempty"`
+				RecordedBy string   `json:"recorded_by"`
+				RecordedAt string   `json:"recorded_at"`
+			}
+			out := []dj{}
+			for _, d := range ds {
+				j := dj{ID: d.ID, Effect: d.Effect.String(), Facilities: nonNil(d.Facilities), Purposes: []string{}, RecordedBy: d.RecordedBy,
+					RecordedAt: d.RecordedAt.UTC().Format(time.RFC3339)}
+				for _, p := range d.Purposes {
+					j.Purposes = append(j.Purposes, string(p))
+				}
+				if !d.NotAfter.IsZero() {
+					j.Until = d.NotAfter.UTC().Format(time.RFC3339)
+				}
+				out = append(out, j)
+			}
+			if e.output == "json" {
+				return e.printJSON(out)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tEFFECT\tFACILITIES\tPURPOSES\tUNTIL\tRECORDED BY")
+			for _, j := range out {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Effect, dash(strings.Join(j.Facilities, ",")), dash(strings.Join(j.Purposes, ",")), dash(j.Until), j.RecordedBy)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&id, "patient-id", "", "patient ID at the issuer")
+	c.Flags().StringVar(&issuer, "issuer", "", "issuer of the patient ID")
+	e.addOutputFlag(c)
 	return c
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +175,34 @@ func TestFederationProcesses(t *testing.T) {
 	}
 	if out := c.ok("audit", "search", "--event", "110104", "-o", "json"); !strings.Contains(out, `"patient": "RURAL|MRN9"`) {
 		t.Fatalf("the recipient's audit trail lacks the transfer: %s", out)
+	}
+
+	// The patient's directive denies sharing: the next request is refused
+	// with the owner's reason (exit status 4) and audited as denied; an
+	// emergency with a reason breaks the glass, flagged; once revoked, the
+	// directive is gone.
+	dirID := strings.Fields(a.ok("consent", "record", "--patient-id", "MRN9", "--issuer", "RURAL", "--deny"))[2]
+	if out := a.ok("consent", "list", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json"); !strings.Contains(out, `"effect": "deny"`) {
+		t.Fatalf("consent list: %s", out)
+	}
+	var pullOut bytes.Buffer
+	p := c.cmd("pull", cands[0].ManifestID, "--purpose", "TREAT")
+	p.Stdout, p.Stderr = &pullOut, &pullOut
+	err := p.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(pullOut.String(), "directive-deny") {
+		t.Fatalf("pull against a deny: %v\n%s", err, pullOut.String())
+	}
+	if out := a.ok("audit", "search", "--outcome", "denied", "-o", "json"); !strings.Contains(out, `"event": "110106"`) {
+		t.Fatalf("the denial is not in the owner's audit trail: %s", out)
+	}
+	c.ok("pull", cands[0].ManifestID, "--purpose", "ETREAT", "--break-glass", "unconscious in the trauma bay")
+	if out := a.ok("audit", "search", "--break-glass", "-o", "json"); !strings.Contains(out, "trauma bay") {
+		t.Fatalf("break-glass not flagged at the owner: %s", out)
+	}
+	a.ok("consent", "revoke", dirID)
+	if out := a.ok("consent", "list", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("revoked directive still listed: %s", out)
 	}
 
 	// The leader dies: the two others elect another and go on.
