@@ -127,7 +127,6 @@ func (rt *fedRuntime) commit(ctx context.Context, k registry.Kind, p canon.Marsh
 	return res.Err()
 }
 
-
 // facilityByName resolves a facility's name (or id) to its id.
 func (rt *fedRuntime) facilityByName(name string) (string, error) {
 	facs := rt.fsm.Facilities()
