@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,11 +10,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // raftStores are the durable stores of the node's registry replica.
 type raftStores struct {
 	wal   *wal.WAL
+	meta  *metadb.BoltMetaDB
 	snaps *raft.FileSnapshotStore
 }
 
@@ -23,19 +26,24 @@ func openRaftStores(dir string, log hclog.Logger) (*raftStores, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return nil, fmt.Errorf("raft stores: %w", err)
 	}
-	w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(log))
+	// The WAL does not close the metadata store it opens itself, which
+	// would keep its file locked after Close; so it gets one it can close.
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(log), wal.WithMetaStore(meta))
 	if err != nil {
+		meta.Close()
 		return nil, fmt.Errorf("raft log %s: %w", dir, err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, log)
 	if err != nil {
 		w.Close()
+		meta.Close()
 		return nil, fmt.Errorf("raft snapshots %s: %w", dir, err)
 	}
-	return &raftStores{wal: w, snaps: snaps}, nil
+	return &raftStores{wal: w, meta: meta, snaps: snaps}, nil
 }
 
-func (s *raftStores) Close() error { return s.wal.Close() }
+func (s *raftStores) Close() error { return errors.Join(s.wal.Close(), s.meta.Close()) }
 
 // raftConfig is the Raft configuration of a node: the peer id is the server
 // id, and batching is tuned for many small signed commands.
