@@ -176,12 +176,17 @@ func (rt *fedRuntime) loop(ctx context.Context) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	published := false
+	var anchored time.Time
 	for {
 		rt.sync(ctx)
 		if !published && rt.publishAddrs(ctx) {
 			published = true
 		}
 		rt.drain(ctx)
+		if time.Since(anchored) > 5*time.Second {
+			rt.anchor(ctx)
+			anchored = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -68,7 +68,7 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 		json.NewEncoder(w).Encode(status)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/api/v1/audit/", audit.Handler(n.Audit, n.httpActor, nil))
+	mux.Handle("/api/v1/audit/", audit.Handler(n.Audit, n.httpActor, nodeAnchor{n}))
 	mux.HandleFunc("POST /api/v1/ingest", func(w http.ResponseWriter, r *http.Request) {
 		a, err := n.httpActor(r)
 		if err != nil {

@@ -340,6 +340,23 @@ func auditVerifyCmd(e *env) *cobra.Command {
 			if err := e.checkOutput(); err != nil {
 				return err
 			}
+			if ri, ok := e.runningNode(); ok {
+				// The running node also checks the checkpoints anchored in
+				// the registry.
+				var out struct {
+					OK     bool
+					Report *audit.Report
+					Error  string
+				}
+				if err := e.api(ri, http.MethodGet, "/api/v1/audit/verify", nil, &out); err != nil {
+					return err
+				}
+				var verr error
+				if !out.OK {
+					verr = errors.New(out.Error)
+				}
+				return e.printVerify(out.Report, verr)
+			}
 			h := node.Home(e.home)
 			id, err := node.LoadIdentity(h)
 			if err != nil {
@@ -367,27 +384,35 @@ func auditVerifyCmd(e *env) *cobra.Command {
 			if rep == nil {
 				return verr
 			}
-			if e.output == "json" {
-				if err := e.printJSON(rep); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintf(e.stdout, "%d records, %d covered by %d signed checkpoints\n", rep.Records, rep.Verified, rep.Checkpoints)
-				for _, p := range rep.Problems {
-					fmt.Fprintf(e.stdout, "TAMPERED  %s\n", describeProblem(p))
-				}
-				for _, p := range rep.Warnings {
-					fmt.Fprintf(e.stdout, "warning   %s\n", describeProblem(p))
-				}
-				if rep.OK() {
-					fmt.Fprintln(e.stdout, "ok: the log verifies")
-				}
-			}
-			return verr
+			return e.printVerify(rep, verr)
 		},
 	}
 	e.addOutputFlag(c)
 	return c
+}
+
+// printVerify prints a verification report and returns verr.
+func (e *env) printVerify(rep *audit.Report, verr error) error {
+	if rep == nil {
+		return verr
+	}
+	if e.output == "json" {
+		if err := e.printJSON(rep); err != nil {
+			return err
+		}
+		return verr
+	}
+	fmt.Fprintf(e.stdout, "%d records, %d covered by %d signed checkpoints (%d anchored in the registry)\n", rep.Records, rep.Verified, rep.Checkpoints, rep.Anchored)
+	for _, p := range rep.Problems {
+		fmt.Fprintf(e.stdout, "TAMPERED  %s\n", describeProblem(p))
+	}
+	for _, p := range rep.Warnings {
+		fmt.Fprintf(e.stdout, "warning   %s\n", describeProblem(p))
+	}
+	if rep.OK() {
+		fmt.Fprintln(e.stdout, "ok: the log verifies")
+	}
+	return verr
 }
 
 func describeProblem(p audit.Problem) string {

@@ -205,6 +205,16 @@ func TestFederationProcesses(t *testing.T) {
 		t.Fatalf("revoked directive still listed: %s", out)
 	}
 
+	// The owner's audit checkpoints are anchored in the registry: verify
+	// through the running node checks them too.
+	a.eventually("an anchored audit checkpoint", func() bool {
+		return strings.Contains(a.try("audit", "verify"), "anchored in the registry") &&
+			!strings.Contains(a.try("audit", "verify"), "(0 anchored")
+	})
+	if out := a.ok("audit", "verify"); !strings.Contains(out, "ok: the log verifies") {
+		t.Fatalf("audit verify: %s", out)
+	}
+
 	// The leader dies: the two others elect another and go on.
 	var leader *hospital
 	var leaderID string
