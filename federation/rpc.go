@@ -73,7 +73,7 @@ func Serve(h host.Host, p protocol.ID, m *Members, open bool, fn Handler) {
 		}
 		defer st.Scope().ReleaseMemory(MaxRequest)
 		st.SetDeadline(time.Now().Add(rpcTimeout))
-		req, err := readFrame(bufio.NewReader(st), MaxRequest)
+		req, err := ReadFrame(bufio.NewReader(st), MaxRequest)
 		if err != nil {
 			st.Reset()
 			return
@@ -95,7 +95,7 @@ func Serve(h host.Host, p protocol.ID, m *Members, open bool, fn Handler) {
 			st.Reset()
 			return
 		}
-		if err := writeFrame(st, out); err != nil {
+		if err := WriteFrame(st, out); err != nil {
 			st.Reset()
 		}
 	})
@@ -117,12 +117,12 @@ func Call(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req []
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetDeadline(dl)
 	}
-	if err := writeFrame(st, req); err != nil {
+	if err := WriteFrame(st, req); err != nil {
 		st.Reset()
 		return nil, err
 	}
 	st.CloseWrite()
-	resp, err := readFrame(bufio.NewReader(st), MaxResponse)
+	resp, err := ReadFrame(bufio.NewReader(st), MaxResponse)
 	if err != nil {
 		st.Reset()
 		return nil, fmt.Errorf("federation: %s from %s: %w", proto, p, err)
@@ -165,13 +165,16 @@ func decodeError(b []byte) (*RemoteError, error) {
 	return &RemoteError{Code: f[0], Message: f[1], Leader: f[2]}, nil
 }
 
-func writeFrame(w io.Writer, b []byte) error {
+// WriteFrame writes b as one frame: a uvarint length, then the bytes.
+func WriteFrame(w io.Writer, b []byte) error {
 	buf := binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b)))
 	_, err := w.Write(append(buf, b...))
 	return err
 }
 
-func readFrame(r *bufio.Reader, max int) ([]byte, error) {
+// ReadFrame reads one frame of at most max bytes; the length is checked
+// against max before anything is allocated.
+func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		return nil, err

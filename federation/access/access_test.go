@@ -17,6 +17,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/crypto"
 	"github.com/dicomesh/dicomesh/crypto/canon"
+	"github.com/dicomesh/dicomesh/federation"
 )
 
 type facility struct {
@@ -245,9 +246,9 @@ func TestOversizedFrameReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	writeFrame(st, make([]byte, maxRequestFrame+1))
+	federation.WriteFrame(st, make([]byte, maxRequestFrame+1))
 	st.CloseWrite()
-	if _, err := readFrame(bufio.NewReader(st), maxResponseFrame); err == nil {
+	if _, err := federation.ReadFrame(bufio.NewReader(st), maxResponseFrame); err == nil {
 		t.Fatal("an oversized request got an answer")
 	}
 	if got := w.o.lastRefusal(); got != CodeMalformed {

@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/crypto"
 	"github.com/dicomesh/dicomesh/crypto/canon"
+	"github.com/dicomesh/dicomesh/federation"
 )
 
 // ID is the access protocol: one signed request, one signed response.
@@ -83,7 +82,7 @@ func (s *Server) handle(st network.Stream) {
 	defer cancel()
 
 	var env crypto.Envelope
-	body, err := readFrame(bufio.NewReader(st), maxRequestFrame)
+	body, err := federation.ReadFrame(bufio.NewReader(st), maxRequestFrame)
 	if err == nil {
 		err = canon.Unmarshal(body, &env)
 	}
@@ -120,7 +119,7 @@ func (s *Server) handle(st network.Stream) {
 		st.Reset()
 		return
 	}
-	if err := writeFrame(st, canon.Marshal(signed)); err != nil {
+	if err := federation.WriteFrame(st, canon.Marshal(signed)); err != nil {
 		st.Reset()
 	}
 }
@@ -163,12 +162,12 @@ func Send(ctx context.Context, h host.Host, owner peer.ID, env crypto.Envelope, 
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetDeadline(dl)
 	}
-	if err := writeFrame(st, canon.Marshal(env)); err != nil {
+	if err := federation.WriteFrame(st, canon.Marshal(env)); err != nil {
 		st.Reset()
 		return Response{}, fmt.Errorf("access: send to %s: %w", owner, err)
 	}
 	st.CloseWrite()
-	body, err := readFrame(bufio.NewReader(st), maxResponseFrame)
+	body, err := federation.ReadFrame(bufio.NewReader(st), maxResponseFrame)
 	if err != nil {
 		st.Reset()
 		return Response{}, fmt.Errorf("access: answer from %s: %w", owner, err)
@@ -178,30 +177,6 @@ func Send(ctx context.Context, h host.Host, owner peer.ID, env crypto.Envelope, 
 		return Response{}, fmt.Errorf("access: answer from %s: %w", owner, err)
 	}
 	return VerifyResponse(signed, owner, env, now)
-}
-
-// writeFrame writes a uvarint length and b.
-func writeFrame(w io.Writer, b []byte) error {
-	buf := binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b)))
-	_, err := w.Write(append(buf, b...))
-	return err
-}
-
-// readFrame reads one frame of at most max bytes; the length is checked
-// before anything is allocated.
-func readFrame(r *bufio.Reader, max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		return nil, err
-	}
-	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: frame of %d bytes (limit %d)", ErrInvalid, n, max)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	return b, nil
 }
 
 // peerOf returns the peer id of an Ed25519 facility key.
