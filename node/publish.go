@@ -182,11 +182,19 @@ func (rt *fedRuntime) drain(ctx context.Context) {
 			if res.Code != registry.OK {
 				rt.n.log.Warn("the registry refused a queued command", "code", res.Code.String(), "reason", res.Reason)
 			}
-			if c, _, err := registry.Open(cmd); err == nil && c.Kind != registry.KindPublishManifest && c.Kind != registry.KindReplaceManifest {
-				out := audit.Success
-				if res.Code != registry.OK {
-					out = audit.Denied
+			out := audit.Success
+			if res.Code != registry.OK {
+				out = audit.Denied
+			}
+			if c, _, err := registry.Open(cmd); err == nil && (c.Kind == registry.KindPublishManifest || c.Kind == registry.KindReplaceManifest) {
+				// The manifest (tokens, sealed details) left the facility.
+				r := audit.Record{Event: audit.EventExport, Action: audit.ActionCreate, Outcome: out, OutcomeDesc: res.Reason,
+					Study: string(data), Query: "manifest published to the registry"}
+				if st, err := rt.n.Archive.Study(string(data)); err == nil {
+					r.Patient = patient(st)
 				}
+				rt.n.record(ctx, r)
+			} else if err == nil {
 				rt.n.record(ctx, audit.Record{Event: audit.EventNetworkEntry, Action: audit.ActionUpdate, Outcome: out,
 					OutcomeDesc: res.Reason, Query: "registry command " + c.Kind.String()})
 			}

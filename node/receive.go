@@ -34,9 +34,15 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, owner p
 	if err := n.Archive.BeginReceive(root); err != nil {
 		return fail(err)
 	}
-	f := &blocks.Fetcher{H: h, Local: n.Archive.Blockstore(), Progress: progress}
-	if err := f.Fetch(ctx, root, sources); err != nil {
-		return fail(err) // what was verified stays for the next attempt
+	rcv := n.Archive.Receiver()
+	f := &blocks.Fetcher{H: h, Local: rcv, Progress: progress}
+	err = f.Fetch(ctx, root, sources)
+	// What was verified is made durable either way, for the next attempt.
+	if serr := rcv.Sync(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fail(err)
 	}
 	return n.Archive.CommitReceived(ctx, root, key, archive.Origin{Facility: owner.String(), Manifest: g.Manifest})
 }

@@ -173,6 +173,9 @@ type Fetcher struct {
 	Local blockstore.Blockstore
 	// Batch is how many CIDs one request asks for (default 32).
 	Batch int
+	// Streams is how many streams are open to each source at once
+	// (default 2), so that one source's sending overlaps with storing.
+	Streams int
 	// Progress, if set, is called as blocks arrive, from one goroutine at
 	// a time.
 	Progress func(Progress)
@@ -204,17 +207,23 @@ func (f *Fetcher) Fetch(ctx context.Context, root cid.Cid, sources []peer.ID) er
 	if len(sources) == 0 {
 		return fmt.Errorf("fetch %s: %w", root, ErrMissing)
 	}
+	streams := f.Streams
+	if streams <= 0 {
+		streams = 2
+	}
 	var wg sync.WaitGroup
-	ft.alive.Store(int64(len(sources)))
+	ft.alive.Store(int64(len(sources) * streams))
 	for _, p := range sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := ft.source(p, batch)
-			if ft.alive.Add(-1) == 0 && ft.pending.Load() > 0 {
-				cancel(fmt.Errorf("fetch %s: the last source, %s, failed: %w (%w)", root, p, err, ErrMissing))
-			}
-		}()
+		for range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := ft.source(p, batch)
+				if ft.alive.Add(-1) == 0 && ft.pending.Load() > 0 {
+					cancel(fmt.Errorf("fetch %s: the last source, %s, failed: %w (%w)", root, p, err, ErrMissing))
+				}
+			}()
+		}
 	}
 	select {
 	case <-ft.finish:

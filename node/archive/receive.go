@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	bolt "go.etcd.io/bbolt"
 
@@ -214,3 +216,42 @@ func (a *Archive) checkInstance(ctx context.Context, key *crypto.StudyKey, in In
 	}
 	return nil
 }
+
+// Receiver is the block store a fetch writes into: every block is checked
+// against its CID and written at once, and the blocks are made durable
+// together by Sync (one syncfs, or every file in the background) instead
+// of one by one. Reads go to the archive's block store.
+type Receiver struct {
+	blockstore.Blockstore
+	fs    *fileStore
+	batch syncBatch
+}
+
+// Receiver returns a Receiver on the archive's block store. Call Sync
+// before CommitReceived.
+func (a *Archive) Receiver() *Receiver {
+	r := &Receiver{Blockstore: a.bs, fs: a.bs}
+	r.batch.init(a.bs.mode)
+	return r
+}
+
+// Put checks and writes one block; it is durable after Sync.
+func (r *Receiver) Put(_ context.Context, b blocks.Block) error {
+	if err := checkBlock(b); err != nil {
+		return err
+	}
+	return r.fs.put(b.Cid(), b.RawData(), &r.batch)
+}
+
+// PutMany puts each block.
+func (r *Receiver) PutMany(ctx context.Context, bs []blocks.Block) error {
+	for _, b := range bs {
+		if err := r.Put(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sync makes every block put so far durable.
+func (r *Receiver) Sync() error { return r.batch.wait() }
