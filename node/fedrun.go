@@ -504,3 +504,22 @@ func (rt *fedRuntime) Study(manifest string) (string, error) {
 	}
 	return "", fmt.Errorf("manifest %s is not this facility's", manifest)
 }
+
+// Submit applies a signed registry command through the leader (forwarded
+// when this member does not lead) and returns the registry's result. It
+// waits while leadership moves, until ctx ends.
+func (n *Node) Submit(ctx context.Context, cmd registry.Signed) (registry.Result, error) {
+	rt := n.runtime()
+	if rt == nil {
+		return registry.Result{}, ErrNotRunning
+	}
+	return rt.submit(ctx, cmd)
+}
+
+// Registry returns the running member's registry replica, or nil.
+func (n *Node) Registry() *registry.FSM {
+	if rt := n.runtime(); rt != nil {
+		return rt.fsm
+	}
+	return nil
+}
