@@ -43,6 +43,7 @@ type fedRuntime struct {
 	secrets *registry.Secrets
 	studies map[string]string // manifest id -> study UID, this facility's
 	wake    chan struct{}
+	dialing sync.Map // peer.ID -> true while a dial is in flight
 }
 
 // runtime returns the federation runtime of a running node, or nil.
@@ -289,7 +290,11 @@ func (rt *fedRuntime) dialMembers(ctx context.Context, ids []peer.ID) {
 		if id == rt.h.ID() || len(rt.h.Network().ConnsToPeer(id)) > 0 {
 			continue
 		}
+		if _, busy := rt.dialing.LoadOrStore(id, true); busy {
+			continue // one dial at a time per member
+		}
 		go func() {
+			defer rt.dialing.Delete(id)
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
 			rt.h.Connect(cctx, peer.AddrInfo{ID: id})

@@ -252,7 +252,13 @@ func (rt *fedRuntime) memberList(facs []registry.Facility) []Member {
 const membersCache = "members.json"
 
 func (rt *fedRuntime) writeMembersCache(facs []registry.Facility) {
-	b, _ := json.MarshalIndent(rt.memberList(facs), "", "  ")
+	ms := rt.memberList(facs)
+	for i := range ms {
+		// What changes from moment to moment is not cached, so that the
+		// file is written only when the membership changes.
+		ms[i].Leader, ms[i].LastSeen = false, ""
+	}
+	b, _ := json.MarshalIndent(ms, "", "  ")
 	path := rt.n.Home.Path(membersCache)
 	if old, err := os.ReadFile(path); err == nil && string(old) == string(b) {
 		return
