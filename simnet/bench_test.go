@@ -15,9 +15,19 @@ import (
 // BenchmarkPublish commits signed PublishManifest commands (about 1 KiB
 // each, signatures verified by every replica) on a federation of three
 // voters in this process: Raft over libp2p on loopback, raft-wal on disk
-// with fsync, 64 commands in flight, submitted at a follower and forwarded
-// to the leader or at the leader, alternately.
+// with fsync, 64 commands in flight. "leader": every command is submitted
+// at the founding member (the leader); "mixed": half of them at another
+// member, which forwards them.
 func BenchmarkPublish(b *testing.B) {
+	for _, via := range []struct {
+		name    string
+		members int
+	}{{"leader", 1}, {"mixed", 2}} {
+		b.Run(via.name, func(b *testing.B) { benchPublish(b, via.members) })
+	}
+}
+
+func benchPublish(b *testing.B, via int) {
 	ctx := context.Background()
 	net, err := Start(ctx, Config{Dir: b.TempDir(), Federation: "Bench", Facilities: []string{"A", "B", "C"}})
 	if err != nil {
@@ -47,7 +57,7 @@ func BenchmarkPublish(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			node := net.Members[w%2].Node
+			node := net.Members[w%via].Node
 			for i := range next {
 				res, err := node.Submit(ctx, cmds[i])
 				if err != nil || res.Code != registry.OK {
