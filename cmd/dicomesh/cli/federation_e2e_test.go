@@ -122,8 +122,9 @@ func agree(ms []node.Member, n int) bool {
 // TestFederationProcesses: three hospitals as separate processes on
 // loopback form a federation by invitation (one joining before it runs,
 // one while it runs), publish a study on ingest and find it from another;
-// the leader is killed and the others go on; it restarts and catches up;
-// an invitation cannot be used twice.
+// a follower cut off (paused) misses writes and catches up; the leader is
+// killed and the others go on; it restarts and catches up; an invitation
+// cannot be used twice.
 func TestFederationProcesses(t *testing.T) {
 	a, b, c := newHospital(t, "Rural Hospital"), newHospital(t, "Regional Hospital"), newHospital(t, "Tertiary Center")
 	a.ok("federation", "create", "--name", "Valley")
@@ -214,6 +215,39 @@ func TestFederationProcesses(t *testing.T) {
 	if out := a.ok("audit", "verify"); !strings.Contains(out, "ok: the log verifies") {
 		t.Fatalf("audit verify: %s", out)
 	}
+
+	// A follower is cut off (its process paused: no heartbeats, no
+	// answers, as a partition would do); the two others go on writing; once
+	// it is back it catches up.
+	var follower *hospital
+	for _, h := range []*hospital{a, b, c} {
+		for _, m := range h.members() {
+			if m.Self && !m.Leader && follower == nil {
+				follower = h
+			}
+		}
+	}
+	follower.run.Process.Signal(syscall.SIGSTOP)
+	var writer *hospital
+	for _, h := range []*hospital{a, b, c} {
+		if h != follower {
+			writer = h
+		}
+	}
+	dirP := filepath.Join(t.TempDir(), "paused")
+	writer.ok("synth", "--preset", "cr", "--seed", "5", "--patient-id", "MRN5", "--issuer", "PAUSE", "--out", dirP)
+	writer.ok("ingest", dirP)
+	for _, h := range []*hospital{a, b, c} {
+		if h != follower && h != writer {
+			h.eventually("the write made while a member was cut off", func() bool {
+				return strings.Contains(h.try("find", "--patient-id", "MRN5", "--issuer", "PAUSE", "-o", "json"), `"manifest_id"`)
+			})
+		}
+	}
+	follower.run.Process.Signal(syscall.SIGCONT)
+	follower.eventually("the cut-off member to catch up", func() bool {
+		return strings.Contains(follower.try("find", "--patient-id", "MRN5", "--issuer", "PAUSE", "-o", "json"), `"manifest_id"`)
+	})
 
 	// The leader dies: the two others elect another and go on.
 	var leader *hospital
