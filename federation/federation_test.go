@@ -267,3 +267,40 @@ func TestNonMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClientKeepsStreams: a Client answers many calls over one kept
+// stream and replaces a stream the other side dropped.
+func TestClientKeepsStreams(t *testing.T) {
+	ms := newFederation(t, 2)
+	srv, cli := ms[0], ms[1]
+	Serve(srv.h, ReadProtocol, srv.m, false, func(ctx context.Context, from peer.ID, req []byte) ([]byte, error) {
+		return append([]byte("echo "), req...), nil
+	})
+	c := NewClient(cli.h, ReadProtocol)
+	defer c.Close()
+	ctx := context.Background()
+	for i := range 20 {
+		out, err := c.Call(ctx, srv.h.ID(), []byte(fmt.Sprint(i)))
+		if err != nil || string(out) != fmt.Sprint("echo ", i) {
+			t.Fatalf("call %d: %q %v", i, out, err)
+		}
+	}
+	open := 0
+	for _, conn := range cli.h.Network().ConnsToPeer(srv.h.ID()) {
+		for _, st := range conn.GetStreams() {
+			if st.Protocol() == ReadProtocol {
+				open++
+			}
+		}
+	}
+	if open != 1 {
+		t.Fatalf("%d streams open after 20 sequential calls, want the one kept", open)
+	}
+	// The server drops every connection: the next call still succeeds.
+	for _, conn := range srv.h.Network().ConnsToPeer(cli.h.ID()) {
+		conn.Close()
+	}
+	if out, err := c.Call(ctx, srv.h.ID(), []byte("again")); err != nil || string(out) != "echo again" {
+		t.Fatalf("after a dropped connection: %q %v", out, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -72,33 +73,152 @@ func Serve(h host.Host, p protocol.ID, m *Members, open bool, fn Handler) {
 			return
 		}
 		defer st.Scope().ReleaseMemory(MaxRequest)
-		st.SetDeadline(time.Now().Add(rpcTimeout))
-		req, err := ReadFrame(bufio.NewReader(st), MaxRequest)
-		if err != nil {
-			st.Reset()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-		defer cancel()
-		resp, err := fn(ctx, from, req)
-		var out []byte
-		if err != nil {
-			var re *RemoteError
-			if !errors.As(err, &re) {
-				re = &RemoteError{Code: "failed", Message: err.Error()}
+		r := bufio.NewReader(st)
+		// A stream carries requests one after the other until the caller
+		// closes it (Client keeps streams open; Call sends one).
+		for {
+			st.SetDeadline(time.Now().Add(rpcTimeout))
+			req, err := ReadFrame(r, MaxRequest)
+			if errors.Is(err, io.EOF) {
+				return
 			}
-			out = append([]byte{1}, encodeError(re)...)
-		} else {
-			out = append([]byte{0}, resp...)
-		}
-		if len(out) > MaxResponse {
-			st.Reset()
-			return
-		}
-		if err := WriteFrame(st, out); err != nil {
-			st.Reset()
+			if err != nil {
+				st.Reset()
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+			resp, err := fn(ctx, from, req)
+			cancel()
+			var out []byte
+			if err != nil {
+				var re *RemoteError
+				if !errors.As(err, &re) {
+					re = &RemoteError{Code: "failed", Message: err.Error()}
+				}
+				out = append([]byte{1}, encodeError(re)...)
+			} else {
+				out = append([]byte{0}, resp...)
+			}
+			if len(out) > MaxResponse {
+				st.Reset()
+				return
+			}
+			if err := WriteFrame(st, out); err != nil {
+				st.Reset()
+				return
+			}
 		}
 	})
+}
+
+// Client calls one protocol on other members over streams it keeps open
+// between calls, so that a busy caller does not pay a stream negotiation
+// per request. It is safe for concurrent use.
+type Client struct {
+	h     host.Host
+	proto protocol.ID
+
+	mu   sync.Mutex
+	idle map[peer.ID][]*clientStream
+}
+
+type clientStream struct {
+	st network.Stream
+	r  *bufio.Reader
+}
+
+// maxIdle bounds the streams kept open to one peer.
+const maxIdle = 64
+
+// NewClient returns a client of protocol proto on h.
+func NewClient(h host.Host, proto protocol.ID) *Client {
+	return &Client{h: h, proto: proto, idle: map[peer.ID][]*clientStream{}}
+}
+
+// Call sends one request to p and returns the answer or the *RemoteError
+// p reported. A kept stream that turns out to be dead is replaced once.
+func (c *Client) Call(ctx context.Context, p peer.ID, req []byte) ([]byte, error) {
+	if len(req) > MaxRequest {
+		return nil, fmt.Errorf("federation: request of %d bytes (limit %d)", len(req), MaxRequest)
+	}
+	for attempt := 0; ; attempt++ {
+		cs, reused, err := c.get(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		dl := time.Now().Add(rpcTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+			dl = d
+		}
+		cs.st.SetDeadline(dl)
+		var resp []byte
+		if err = WriteFrame(cs.st, req); err == nil {
+			resp, err = ReadFrame(cs.r, MaxResponse)
+		}
+		if err != nil {
+			cs.st.Reset()
+			if reused && attempt == 0 && ctx.Err() == nil {
+				continue // the peer may have closed an idle stream
+			}
+			return nil, fmt.Errorf("federation: %s from %s: %w", c.proto, p, err)
+		}
+		c.put(p, cs)
+		return decodeAnswer(p, resp)
+	}
+}
+
+func (c *Client) get(ctx context.Context, p peer.ID) (*clientStream, bool, error) {
+	c.mu.Lock()
+	if l := c.idle[p]; len(l) > 0 {
+		cs := l[len(l)-1]
+		c.idle[p] = l[:len(l)-1]
+		c.mu.Unlock()
+		return cs, true, nil
+	}
+	c.mu.Unlock()
+	octx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	st, err := c.h.NewStream(octx, p, c.proto)
+	if err != nil {
+		return nil, false, err
+	}
+	return &clientStream{st: st, r: bufio.NewReader(st)}, false, nil
+}
+
+func (c *Client) put(p peer.ID, cs *clientStream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.idle[p]) >= maxIdle {
+		cs.st.Close()
+		return
+	}
+	c.idle[p] = append(c.idle[p], cs)
+}
+
+// Close closes the kept streams.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, l := range c.idle {
+		for _, cs := range l {
+			cs.st.Close()
+		}
+		delete(c.idle, p)
+	}
+}
+
+func decodeAnswer(p peer.ID, resp []byte) ([]byte, error) {
+	if len(resp) == 0 {
+		return nil, fmt.Errorf("federation: empty answer from %s", p)
+	}
+	if resp[0] == 1 {
+		re, err := decodeError(resp[1:])
+		if err != nil {
+			return nil, err
+		}
+		return nil, re
+	}
+	return resp[1:], nil
 }
 
 // Call sends one request to peer p on protocol proto and returns the answer
@@ -127,17 +247,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req []
 		st.Reset()
 		return nil, fmt.Errorf("federation: %s from %s: %w", proto, p, err)
 	}
-	if len(resp) == 0 {
-		return nil, fmt.Errorf("federation: empty answer from %s", p)
-	}
-	if resp[0] == 1 {
-		re, err := decodeError(resp[1:])
-		if err != nil {
-			return nil, err
-		}
-		return nil, re
-	}
-	return resp[1:], nil
+	return decodeAnswer(p, resp)
 }
 
 func encodeError(e *RemoteError) []byte {

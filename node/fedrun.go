@@ -44,6 +44,7 @@ type fedRuntime struct {
 	studies map[string]string // manifest id -> study UID, this facility's
 	wake    chan struct{}
 	dialing sync.Map // peer.ID -> true while a dial is in flight
+	apply   *federation.Client
 }
 
 // runtime returns the federation runtime of a running node, or nil.
@@ -98,7 +99,8 @@ func (n *Node) startFederation(ctx context.Context, h host.Host, members *federa
 	if err != nil {
 		return nil, err
 	}
-	rt := &fedRuntime{n: n, h: h, members: members, fsm: registry.New(), stores: stores, fs: fs, wake: make(chan struct{}, 1)}
+	rt := &fedRuntime{n: n, h: h, members: members, fsm: registry.New(), stores: stores, fs: fs, wake: make(chan struct{}, 1),
+		apply: federation.NewClient(h, federation.ApplyProtocol)}
 	for _, b := range known {
 		rt.addPeer(b.ID, b.Addrs)
 	}
@@ -147,6 +149,7 @@ func (rt *fedRuntime) stop() {
 	rt.n.rt = nil
 	rt.n.rtMu.Unlock()
 	rt.r.Shutdown().Error()
+	rt.apply.Close()
 	rt.sl.Close()
 	rt.stores.Close()
 }
@@ -339,7 +342,7 @@ func (rt *fedRuntime) submit(ctx context.Context, cmd registry.Signed) (registry
 			}
 		} else if _, lid := rt.r.LeaderWithID(); lid != "" {
 			if pid, err := peer.Decode(string(lid)); err == nil {
-				out, err := federation.Call(ctx, rt.h, pid, federation.ApplyProtocol, cmd)
+				out, err := rt.apply.Call(ctx, pid, cmd)
 				if err == nil {
 					var res registry.Result
 					if err := canon.Unmarshal(out, &res); err != nil {
