@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -144,12 +145,8 @@ func (a *Archive) CommitReceived(ctx context.Context, root cid.Cid, key *crypto.
 			return fail(fmt.Errorf("%w: %s (version %d from %q)", ErrConflict, st.UID, cur.Study.Version, cur.Study.Source))
 		}
 	}
-	for _, se := range st.Series {
-		for _, in := range se.Instances {
-			if err := a.checkInstance(ctx, key, in); err != nil {
-				return fail(err)
-			}
-		}
+	if err := a.checkInstances(ctx, key, st); err != nil {
+		return fail(err)
 	}
 	st.Root = root
 	st.Source, st.SourceManifest = from.Facility, from.Manifest
@@ -196,6 +193,46 @@ func (a *Archive) CommitReceived(ctx context.Context, root cid.Cid, key *crypto.
 	a.cache[st.UID] = newCached(st.Version, st.Series)
 	a.mu.Unlock()
 	return st, nil
+}
+
+// checkInstances checks every instance of st, a few at a time.
+func (a *Archive) checkInstances(ctx context.Context, key *crypto.StudyKey, st Study) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan Instance)
+	errs := make(chan error, exportWorkers)
+	var wg sync.WaitGroup
+	for range exportWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for in := range next {
+				if err := a.checkInstance(ctx, key, in); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for _, se := range st.Series {
+		for _, in := range se.Instances {
+			select {
+			case next <- in:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return ctx.Err()
+	}
 }
 
 // checkInstance decrypts one received instance and compares its SHA-256
