@@ -15,6 +15,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
+	"github.com/dicomesh/dicomesh/node/dicomweb"
 	"github.com/dicomesh/dicomesh/node/ingest"
 )
 
@@ -69,6 +70,7 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/api/v1/audit/", audit.Handler(n.Audit, n.httpActor, nodeAnchor{n}))
+	mux.Handle("/dicom-web/", dicomweb.Handler(dicomweb.Config{Store: n, Actor: n.viewerActor, WithActor: WithActor}))
 	mux.HandleFunc("POST /api/v1/ingest", func(w http.ResponseWriter, r *http.Request) {
 		a, err := n.httpActor(r)
 		if err != nil {
@@ -235,4 +237,14 @@ func Summarize(rep ingest.Report) IngestSummary {
 		s.Rejected = append(s.Rejected, RejectedFile{Path: r.Path, Reason: r.Err.Error(), KeptAt: r.KeptAt})
 	}
 	return s
+}
+
+// viewerActor names who makes a DICOMweb request: viewers and PACS do not
+// send the X-Dicomesh-User header, so they are named by their address on
+// the loopback listener.
+func (n *Node) viewerActor(r *http.Request) (audit.Actor, error) {
+	if a, err := n.httpActor(r); err == nil {
+		return a, nil
+	}
+	return audit.Actor{User: "dicomweb-client", Facility: n.FacilityID, Address: r.RemoteAddr}, nil
 }

@@ -143,3 +143,41 @@ func (n *Node) ReadInstance(ctx context.Context, studyUID, sopInstanceUID string
 	}
 	return n.Archive.ReadInstance(ctx, studyUID, sopInstanceUID)
 }
+
+// Study returns one study with its series and instances. The read is
+// audited first.
+func (n *Node) Study(ctx context.Context, uid string) (archive.Study, error) {
+	st, err := n.Archive.Study(uid)
+	if err != nil {
+		return archive.Study{}, err
+	}
+	if err := n.record(ctx, audit.Record{Event: audit.EventQuery, Action: audit.ActionRead, Outcome: audit.Success,
+		Patient: patient(st), Study: st.UID, Query: "study details"}); err != nil {
+		return archive.Study{}, err
+	}
+	return st, nil
+}
+
+// Store commits instances of one study received over a network interface
+// (STOW-RS, C-STORE): one archive transaction, audited as an import, then
+// queued for publication.
+func (n *Node) Store(ctx context.Context, study string, metas []archive.InstanceMeta, data [][]byte) error {
+	tx, err := n.Archive.Begin(study)
+	if err != nil {
+		return err
+	}
+	for i, m := range metas {
+		if _, err := tx.Add(ctx, m, data[i]); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	st, err := tx.Commit(ctx)
+	if err != nil {
+		return err
+	}
+	if st.UID != "" {
+		return n.queuePublish([]archive.Study{st})
+	}
+	return nil
+}

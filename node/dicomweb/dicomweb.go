@@ -1,0 +1,525 @@
+package dicomweb
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/dicomesh/dicomesh/node/archive"
+	"github.com/dicomesh/dicomesh/node/audit"
+	"github.com/dicomesh/dicomesh/node/ingest"
+)
+
+// Store is what the service reads and writes: the node, which audits every
+// operation before it proceeds.
+type Store interface {
+	Studies(ctx context.Context, q archive.Query) ([]archive.Study, error)
+	Study(ctx context.Context, uid string) (archive.Study, error)
+	ReadInstance(ctx context.Context, studyUID, sopInstanceUID string) (io.ReadCloser, error)
+	// Store commits the instances of one study received by STOW-RS.
+	Store(ctx context.Context, study string, metas []archive.InstanceMeta, data [][]byte) error
+}
+
+// Config configures the service.
+type Config struct {
+	Store Store
+	// Actor says who makes a request; an error refuses it (401).
+	Actor func(*http.Request) (audit.Actor, error)
+	// WithActor attaches the actor to a request's context for the store.
+	WithActor func(context.Context, audit.Actor) context.Context
+	// MaxStowBytes bounds a STOW-RS request body.
+	MaxStowBytes int64
+}
+
+// Handler serves QIDO-RS, WADO-RS and STOW-RS under /dicom-web/.
+func Handler(c Config) http.Handler {
+	if c.MaxStowBytes == 0 {
+		c.MaxStowBytes = 4 << 30
+	}
+	s := &service{c}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /dicom-web/studies", s.qidoStudies)
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series", s.qidoSeries)
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances", s.qidoInstances)
+	mux.HandleFunc("GET /dicom-web/studies/{study}", s.wadoStudy)
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}", s.wadoSeries)
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}", s.wadoInstance)
+	mux.HandleFunc("POST /dicom-web/studies", s.stow)
+	mux.HandleFunc("OPTIONS /dicom-web/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	return cors(mux)
+}
+
+// cors allows browser viewers on every response, errors included.
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Headers", "Accept, Content-Type, Authorization, X-Dicomesh-User")
+		w.Header().Set("Access-Control-Expose-Headers", "Content-Type")
+		h.ServeHTTP(w, r)
+	})
+}
+
+type service struct{ c Config }
+
+// ctx authenticates the request and returns the context for the store.
+func (s *service) ctx(w http.ResponseWriter, r *http.Request) (context.Context, bool) {
+	a, err := s.c.Actor(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return nil, false
+	}
+	return s.c.WithActor(r.Context(), a), true
+}
+
+func fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, archive.ErrNotFound):
+		http.Error(w, "not found", http.StatusNotFound)
+	default:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	}
+}
+
+// attr is one attribute in the DICOM JSON model (PS3.18 F.2).
+type attr struct {
+	VR    string `json:"vr"`
+	Value []any  `json:"Value,omitempty"`
+}
+
+type dataset map[string]attr
+
+func (d dataset) str(tag, vr, v string) {
+	if v == "" {
+		d[tag] = attr{VR: vr}
+		return
+	}
+	d[tag] = attr{VR: vr, Value: []any{v}}
+}
+
+func (d dataset) strs(tag, vr string, vs []string) {
+	a := attr{VR: vr}
+	for _, v := range vs {
+		a.Value = append(a.Value, v)
+	}
+	d[tag] = a
+}
+
+func (d dataset) num(tag, vr string, v int) { d[tag] = attr{VR: vr, Value: []any{v}} }
+
+func (d dataset) pn(tag, v string) {
+	if v == "" {
+		d[tag] = attr{VR: "PN"}
+		return
+	}
+	d[tag] = attr{VR: "PN", Value: []any{map[string]string{"Alphabetic": v}}}
+}
+
+func writeDICOMJSON(w http.ResponseWriter, out []dataset) {
+	if out == nil {
+		out = []dataset{}
+	}
+	w.Header().Set("Content-Type", "application/dicom+json")
+	json.NewEncoder(w).Encode(out)
+}
+
+// query reads the QIDO-RS matching keys the archive's index supports.
+func query(r *http.Request) (archive.Query, int, int, error) {
+	v := r.URL.Query()
+	get := func(names ...string) string {
+		for _, n := range names {
+			if x := v.Get(n); x != "" {
+				return x
+			}
+		}
+		return ""
+	}
+	q := archive.Query{
+		PatientID: get("PatientID", "00100020"), Issuer: get("IssuerOfPatientID", "00100021"),
+		PatientName: strings.TrimRight(get("PatientName", "00100010"), "*"), Modality: get("ModalitiesInStudy", "00080061"),
+		Accession: get("AccessionNumber", "00080050"),
+	}
+	if d := get("StudyDate", "00080020"); d != "" {
+		from, to, isRange := strings.Cut(d, "-")
+		q.DateFrom, q.DateTo = from, to
+		if !isRange {
+			q.DateTo = from
+		}
+	}
+	limit, offset := 0, 0
+	var err error
+	if x := v.Get("limit"); x != "" {
+		if limit, err = strconv.Atoi(x); err != nil || limit < 0 {
+			return q, 0, 0, fmt.Errorf("limit %q", x)
+		}
+	}
+	if x := v.Get("offset"); x != "" {
+		if offset, err = strconv.Atoi(x); err != nil || offset < 0 {
+			return q, 0, 0, fmt.Errorf("offset %q", x)
+		}
+	}
+	return q, limit, offset, nil
+}
+
+func (s *service) qidoStudies(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.ctx(w, r)
+	if !ok {
+		return
+	}
+	q, limit, offset, err := query(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if uid := r.URL.Query().Get("StudyInstanceUID"); uid != "" {
+		st, err := s.c.Store.Study(ctx, uid)
+		if errors.Is(err, archive.ErrNotFound) {
+			writeDICOMJSON(w, nil)
+			return
+		}
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeDICOMJSON(w, []dataset{studyAttrs(r, st)})
+		return
+	}
+	studies, err := s.c.Store.Studies(ctx, q)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	sort.Slice(studies, func(i, j int) bool { return studies[i].StudyDate+studies[i].UID > studies[j].StudyDate+studies[j].UID })
+	if offset > len(studies) {
+		offset = len(studies)
+	}
+	studies = studies[offset:]
+	if limit > 0 && limit < len(studies) {
+		studies = studies[:limit]
+	}
+	var out []dataset
+	for _, st := range studies {
+		out = append(out, studyAttrs(r, st))
+	}
+	writeDICOMJSON(w, out)
+}
+
+func base(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/dicom-web"
+}
+
+func studyAttrs(r *http.Request, st archive.Study) dataset {
+	d := dataset{}
+	d.str("00080020", "DA", st.StudyDate)
+	d.str("00080030", "TM", st.StudyTime)
+	d.str("00080050", "SH", st.Accession)
+	d.strs("00080061", "CS", st.Modalities)
+	d.str("00081190", "UR", base(r)+"/studies/"+st.UID)
+	d.pn("00100010", st.PatientName)
+	d.str("00100020", "LO", st.PatientID)
+	d.str("00100021", "LO", st.Issuer)
+	d.str("00100030", "DA", st.BirthDate)
+	d.str("00100040", "CS", st.Sex)
+	d.str("00081030", "LO", st.Description)
+	d.str("0020000D", "UI", st.UID)
+	d.num("00201206", "IS", st.SeriesCount)
+	d.num("00201208", "IS", st.Instances)
+	return d
+}
+
+func (s *service) qidoSeries(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.ctx(w, r)
+	if !ok {
+		return
+	}
+	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	var out []dataset
+	for _, se := range st.Series {
+		d := dataset{}
+		d.str("00080060", "CS", se.Modality)
+		d.str("0008103E", "LO", se.Description)
+		d.str("00180015", "CS", se.BodyPart)
+		d.str("0020000D", "UI", st.UID)
+		d.str("0020000E", "UI", se.UID)
+		d.num("00200011", "IS", se.Number)
+		d.num("00201209", "IS", len(se.Instances))
+		d.str("00081190", "UR", base(r)+"/studies/"+st.UID+"/series/"+se.UID)
+		out = append(out, d)
+	}
+	writeDICOMJSON(w, out)
+}
+
+func (s *service) qidoInstances(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.ctx(w, r)
+	if !ok {
+		return
+	}
+	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	se, ok := findSeries(st, r.PathValue("series"))
+	if !ok {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	var out []dataset
+	for _, in := range se.Instances {
+		d := dataset{}
+		d.str("00080016", "UI", in.SOPClassUID)
+		d.str("00080018", "UI", in.SOPInstanceUID)
+		d.str("0020000D", "UI", st.UID)
+		d.str("0020000E", "UI", se.UID)
+		d.num("00200013", "IS", in.Number)
+		d.str("00081190", "UR", base(r)+"/studies/"+st.UID+"/series/"+se.UID+"/instances/"+in.SOPInstanceUID)
+		out = append(out, d)
+	}
+	writeDICOMJSON(w, out)
+}
+
+func findSeries(st archive.Study, uid string) (archive.Series, bool) {
+	for _, se := range st.Series {
+		if se.UID == uid {
+			return se, true
+		}
+	}
+	return archive.Series{}, false
+}
+
+// acceptsDICOM reports whether the Accept header allows
+// multipart/related; type="application/dicom".
+func acceptsDICOM(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	if a == "" || strings.Contains(a, "*/*") {
+		return true
+	}
+	for _, part := range strings.Split(a, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && mt == "multipart/related" && (params["type"] == "" || params["type"] == "application/dicom") {
+			return true
+		}
+	}
+	return false
+}
+
+// writeInstances streams instances as multipart/related application/dicom,
+// the original bytes as stored.
+func (s *service) writeInstances(ctx context.Context, w http.ResponseWriter, r *http.Request, study string, sops []string) {
+	if !acceptsDICOM(r) {
+		http.Error(w, "only multipart/related; type=\"application/dicom\" is served here", http.StatusNotAcceptable)
+		return
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	boundary := "dicomesh-" + hex.EncodeToString(b)
+	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+boundary)
+	mw := multipart.NewWriter(w)
+	mw.SetBoundary(boundary)
+	for _, sop := range sops {
+		rc, err := s.c.Store.ReadInstance(ctx, study, sop)
+		if err != nil {
+			return // headers are sent: the truncated multipart tells the client
+		}
+		pw, err := mw.CreatePart(map[string][]string{"Content-Type": {"application/dicom"}})
+		if err == nil {
+			_, err = io.Copy(pw, rc)
+		}
+		rc.Close()
+		if err != nil {
+			return
+		}
+	}
+	mw.Close()
+}
+
+func (s *service) wadoStudy(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.ctx(w, r)
+	if !ok {
+		return
+	}
+	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	var sops []string
+	for _, se := range st.Series {
+		for _, in := range se.Instances {
+			sops = append(sops, in.SOPInstanceUID)
+		}
+	}
+	s.writeInstances(ctx, w, r, st.UID, sops)
+}
+
+func (s *service) wadoSeries(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.ctx(w, r)
+	if !ok {
+		return
+	}
+	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	se, found := findSeries(st, r.PathValue("series"))
+	if !found {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	var sops []string
+	for _, in := range se.Instances {
+		sops = append(sops, in.SOPInstanceUID)
+	}
+	s.writeInstances(ctx, w, r, st.UID, sops)
+}
+
+func (s *service) wadoInstance(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.ctx(w, r)
+	if !ok {
+		return
+	}
+	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	se, found := findSeries(st, r.PathValue("series"))
+	if !found || !hasInstance(se, r.PathValue("instance")) {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	s.writeInstances(ctx, w, r, st.UID, []string{r.PathValue("instance")})
+}
+
+func hasInstance(se archive.Series, sop string) bool {
+	for _, in := range se.Instances {
+		if in.SOPInstanceUID == sop {
+			return true
+		}
+	}
+	return false
+}
+
+// stow stores the instances of a multipart/related request: each part
+// passes the guarded parser; the parts of each study are committed
+// together; the answer lists what was stored and what failed, and why.
+func (s *service) stow(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.ctx(w, r)
+	if !ok {
+		return
+	}
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/related" || params["boundary"] == "" {
+		http.Error(w, "want multipart/related; type=\"application/dicom\"", http.StatusUnsupportedMediaType)
+		return
+	}
+	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, s.c.MaxStowBytes), params["boundary"])
+	type part struct {
+		meta archive.InstanceMeta
+		data []byte
+	}
+	byStudy := map[string][]part{}
+	var failed []dataset
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			http.Error(w, "malformed multipart body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		data, err := io.ReadAll(io.LimitReader(p, ingest.DefaultConfig().MaxFileBytes+1))
+		p.Close()
+		if err != nil {
+			http.Error(w, "reading a part: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		m, err := ingest.Parse(data)
+		if err != nil {
+			d := dataset{}
+			d.num("00081197", "US", 0xC000) // cannot understand
+			d.str("00081196", "LO", limitString(err.Error(), 64))
+			failed = append(failed, d)
+			continue
+		}
+		byStudy[m.StudyInstanceUID] = append(byStudy[m.StudyInstanceUID], part{m, data})
+	}
+	resp := dataset{}
+	var stored []any
+	var studyURL string
+	for uid, parts := range byStudy {
+		var metas []archive.InstanceMeta
+		var datas [][]byte
+		for _, p := range parts {
+			metas, datas = append(metas, p.meta), append(datas, p.data)
+		}
+		if err := s.c.Store.Store(ctx, uid, metas, datas); err != nil {
+			for _, m := range metas {
+				d := dataset{}
+				d.str("00081150", "UI", m.SOPClassUID)
+				d.str("00081155", "UI", m.SOPInstanceUID)
+				d.num("00081197", "US", 0xA700) // out of resources
+				failed = append(failed, d)
+			}
+			continue
+		}
+		studyURL = base(r) + "/studies/" + uid
+		for _, m := range metas {
+			d := map[string]attr{}
+			dataset(d).str("00081150", "UI", m.SOPClassUID)
+			dataset(d).str("00081155", "UI", m.SOPInstanceUID)
+			dataset(d).str("00081190", "UR", base(r)+"/studies/"+uid+"/series/"+m.SeriesInstanceUID+"/instances/"+m.SOPInstanceUID)
+			stored = append(stored, d)
+		}
+	}
+	if len(byStudy) == 1 {
+		resp.str("00081190", "UR", studyURL)
+	}
+	if len(stored) > 0 {
+		resp["00081199"] = attr{VR: "SQ", Value: stored}
+	}
+	if len(failed) > 0 {
+		var fs []any
+		for _, f := range failed {
+			fs = append(fs, f)
+		}
+		resp["00081198"] = attr{VR: "SQ", Value: fs}
+	}
+	status := http.StatusOK
+	switch {
+	case len(stored) == 0 && len(failed) > 0:
+		status = http.StatusConflict
+	case len(failed) > 0:
+		status = http.StatusAccepted
+	}
+	w.Header().Set("Content-Type", "application/dicom+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(resp)
+}
+
+func limitString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dicomesh/dicomesh/internal/synth"
+	"github.com/dicomesh/dicomesh/node/audit"
+)
+
+// bomb is a small Part 10 file declaring a 4 GiB element.
+func bomb() []byte {
+	b := make([]byte, 128, 184)
+	b = append(b, "DICM"...)
+	ts := "1.2.840.10008.1.2.1\x00"
+	b = append(b, 0x02, 0x00, 0x10, 0x00, 'U', 'I')
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(ts)))
+	b = append(b, ts...)
+	b = append(b, 0x10, 0x00, 0x10, 0x00, 'O', 'B', 0, 0)
+	b = binary.LittleEndian.AppendUint32(b, 0xFFFFFFF0)
+	for len(b) < 184 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func multipartBody(t *testing.T, parts ...[]byte) (*bytes.Buffer, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, p := range parts {
+		w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+		w.Write(p)
+	}
+	mw.Close()
+	return &buf, `multipart/related; type="application/dicom"; boundary=` + mw.Boundary()
+}
+
+// TestDICOMweb: STOW-RS stores good instances and refuses a hostile one
+// per instance; QIDO-RS finds the study with a VR on every attribute;
+// WADO-RS returns the original bytes; errors carry CORS headers; every
+// request is audited.
+func TestDICOMweb(t *testing.T) {
+	n := openTestNode(t)
+	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
+	defer srv.Close()
+	spec, _ := synth.DefaultSpec("mr")
+	spec.Slices, spec.Rows, spec.Cols = 2, 32, 32
+	st, err := synth.Write(t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts [][]byte
+	for _, f := range st.Files {
+		b, _ := os.ReadFile(f.Path)
+		parts = append(parts, b)
+	}
+	body, ct := multipartBody(t, append(parts, bomb())...)
+	resp, err := http.Post(srv.URL+"/dicom-web/studies", ct, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stow map[string]struct {
+		VR    string
+		Value []json.RawMessage
+	}
+	json.NewDecoder(resp.Body).Decode(&stow)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || len(stow["00081199"].Value) != len(parts) || len(stow["00081198"].Value) != 1 {
+		t.Fatalf("STOW: %s, %d stored, %d failed", resp.Status, len(stow["00081199"].Value), len(stow["00081198"].Value))
+	}
+
+	get := func(path, accept string) *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp = get("/dicom-web/studies?PatientID="+st.Patient.ID+"&limit=10", "application/dicom+json")
+	var studies []map[string]struct {
+		VR    string
+		Value []any
+	}
+	json.NewDecoder(resp.Body).Decode(&studies)
+	resp.Body.Close()
+	if len(studies) != 1 {
+		t.Fatalf("QIDO found %d studies", len(studies))
+	}
+	for tag, a := range studies[0] {
+		if a.VR == "" {
+			t.Errorf("attribute %s has no vr", tag)
+		}
+	}
+	if v := studies[0]["00201208"].Value; len(v) != 1 || v[0].(float64) != float64(len(parts)) {
+		t.Fatalf("instances in study: %v", v)
+	}
+
+	f := st.Files[0]
+	resp = get("/dicom-web/studies/"+st.UID+"/series/"+f.SeriesInstanceUID+"/instances/"+f.SOPInstanceUID, `multipart/related; type="application/dicom"`)
+	mt, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "multipart/related" {
+		t.Fatalf("WADO content type %q", resp.Header.Get("Content-Type"))
+	}
+	p, err := multipart.NewReader(resp.Body, params["boundary"]).NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(p)
+	resp.Body.Close()
+	if !bytes.Equal(got, parts[0]) {
+		t.Fatal("WADO-RS bytes differ from what was stored")
+	}
+
+	resp = get("/dicom-web/studies/1.2.3.4", "")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("unknown study: %s, CORS %q", resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	resp = get("/dicom-web/studies/"+st.UID, "application/pdf")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotAcceptable {
+		t.Fatalf("Accept: application/pdf: %s", resp.Status)
+	}
+
+	recs, err := n.Audit.Search(context.Background(), audit.Actor{User: "officer"}, audit.Query{User: "dicomweb-client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for _, r := range recs {
+		events = append(events, string(r.Event))
+	}
+	if s := strings.Join(events, " "); !strings.Contains(s, "110107") || !strings.Contains(s, "110112") || !strings.Contains(s, "110103") {
+		t.Fatalf("audit events of the DICOMweb client: %s", s)
+	}
+}
