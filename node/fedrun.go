@@ -54,13 +54,6 @@ func (n *Node) runtime() *fedRuntime {
 	return n.rt
 }
 
-func (rt *fedRuntime) host() host.Host {
-	if rt == nil {
-		return nil
-	}
-	return rt.h
-}
-
 // addrs are the full multiaddrs the node listens on.
 func (rt *fedRuntime) addrs() []string {
 	var out []string

@@ -229,12 +229,8 @@ func (n *Node) Invite(ctx context.Context, name string, ttl time.Duration) (stri
 	if rt := n.runtime(); rt != nil {
 		addrs = rt.addrs()
 	}
-	var full []string
-	for _, a := range addrs {
-		full = append(full, a)
-	}
 	expires := time.Now().Add(ttl)
-	tok, err := registry.NewInvitation(n.Identity, fs.ID, full, name, expires, rand.Reader)
+	tok, err := registry.NewInvitation(n.Identity, fs.ID, addrs, name, expires, rand.Reader)
 	if err != nil {
 		return "", err
 	}

@@ -26,15 +26,14 @@ type cluster struct {
 }
 
 type replica struct {
-	id     raft.ServerID
-	addr   raft.ServerAddress
-	fsm    *FSM
-	r      *raft.Raft
-	trans  *raft.InmemTransport
-	logs   *raft.InmemStore
-	snaps  *raft.InmemSnapshotStore
-	down   bool
-	voters bool
+	id    raft.ServerID
+	addr  raft.ServerAddress
+	fsm   *FSM
+	r     *raft.Raft
+	trans *raft.InmemTransport
+	logs  *raft.InmemStore
+	snaps *raft.InmemSnapshotStore
+	down  bool
 }
 
 func testConfig(id raft.ServerID) *raft.Config {

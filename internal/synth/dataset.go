@@ -50,11 +50,6 @@ func (d *dataset) us(t tag, v uint16) {
 	*d = append(*d, elem{t, "US", binary.LittleEndian.AppendUint16(nil, v)})
 }
 
-// ul adds an unsigned long.
-func (d *dataset) ul(t tag, v uint32) {
-	*d = append(*d, elem{t, "UL", binary.LittleEndian.AppendUint32(nil, v)})
-}
-
 // raw adds an element whose value is already encoded.
 func (d *dataset) raw(t tag, vr string, v []byte) {
 	*d = append(*d, elem{t, vr, v})

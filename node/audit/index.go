@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"time"
 )
 
 // index is the in-memory search index: one small entry per record with
@@ -384,6 +383,3 @@ func (l *Log) matchIDs(ctx context.Context, q *Query, bound uint64) ([]uint64, e
 	}
 	return l.idx.match(q, bound), nil
 }
-
-// timeOf returns a record time from the index.
-func (x *index) timeOf(i uint64) time.Time { return time.Unix(0, x.entries[i].time).UTC() }

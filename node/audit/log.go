@@ -625,7 +625,8 @@ func (l *Log) checkpoint(size uint64) (Checkpoint, error) {
 		return Checkpoint{}, err
 	}
 	frame := appendFrame(nil, c.Note)
-	if _, err := l.cpf.WriteAt(frame, l.cpEnd); err == nil {
+	_, err = l.cpf.WriteAt(frame, l.cpEnd)
+	if err == nil {
 		err = l.cpf.Sync()
 	}
 	if err != nil {

@@ -251,13 +251,12 @@ func cmpUint(a, b uint64) int {
 
 // scanState is the scan's progress at a frame boundary.
 type scanState struct {
-	off    int64    // offset of the next frame; -1 before the header is checked
-	n      uint64   // records so far
-	rng    [][]byte // compact range hashes of [0, n)
-	next   int      // next target
-	good   uint64   // size of the last target matched
-	since  []byte   // leaf hashes of [good, n), flat
-	anyBad bool
+	off   int64    // offset of the next frame; -1 before the header is checked
+	n     uint64   // records so far
+	rng   [][]byte // compact range hashes of [0, n)
+	next  int      // next target
+	good  uint64   // size of the last target matched
+	since []byte   // leaf hashes of [good, n), flat
 }
 
 func (s scanState) clone() scanState {
