@@ -382,6 +382,12 @@ func (rt *fedRuntime) mySecrets() (registry.Secrets, error) {
 	if err != nil {
 		return registry.Secrets{}, err
 	}
+	// Key use: the facility's recipient key opened the federation's
+	// directory and linkage keys.
+	if _, err := rt.n.Audit.Append(context.Background(), audit.Record{Event: audit.EventSecurityAlert, Action: audit.ActionExecute,
+		Outcome: audit.Success, User: "dicomesh", Facility: rt.n.FacilityID, Query: "key use: federation directory and linkage keys opened"}); err != nil {
+		return registry.Secrets{}, err
+	}
 	rt.secrets = &s
 	return s, nil
 }
