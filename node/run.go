@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/dicomesh/dicomesh/federation"
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
+	"github.com/dicomesh/dicomesh/node/dimse"
 )
 
 var archiveAll = archive.Query{}
@@ -26,6 +28,7 @@ type RunInfo struct {
 	PeerID string   `json:"peer_id"`
 	P2P    []string `json:"p2p"`
 	HTTP   string   `json:"http"`
+	DICOM  string   `json:"dicom,omitempty"`
 	PID    int      `json:"pid"`
 }
 
@@ -33,6 +36,8 @@ type RunInfo struct {
 type RunOptions struct {
 	P2P  []string
 	HTTP string
+	// DICOM and AET override the DIMSE listener and AE title.
+	DICOM, AET string
 	// Ready, if set, is called once every listener is up.
 	Ready func(RunInfo)
 }
@@ -102,6 +107,20 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	info := RunInfo{PeerID: h.ID().String(), HTTP: ln.Addr().String(), PID: os.Getpid()}
+	if addr := cmp.Or(ro.DICOM, n.Config.DICOM); addr != "" {
+		// A PACS or modality sends studies in here. A busy port is a
+		// warning, not a failure: the node's federation work goes on.
+		if dl, err := net.Listen("tcp", addr); err != nil {
+			n.log.Warn("no DIMSE listener", "addr", addr, "err", err)
+		} else {
+			srv := dimse.NewServer(dimse.Config{AET: cmp.Or(ro.AET, n.Config.AET), Store: n, WithActor: WithActor,
+				Logger: n.log.With("component", "dimse")})
+			done := make(chan struct{})
+			go func() { srv.Serve(ctx, dl); close(done) }()
+			defer func() { dl.Close(); <-done }()
+			info.DICOM = dl.Addr().String()
+		}
+	}
 	for _, a := range h.Addrs() {
 		info.P2P = append(info.P2P, a.String()+"/p2p/"+h.ID().String())
 	}

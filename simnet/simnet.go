@@ -60,6 +60,7 @@ func Start(ctx context.Context, cfg Config) (*Net, error) {
 		c.Facility = name
 		c.P2P = []string{"/ip4/127.0.0.1/tcp/0"}
 		c.HTTP = "127.0.0.1:0"
+		c.DICOM = "" // no DIMSE listener: many nodes share this machine
 		if _, err := node.Init(home, c); err != nil {
 			net.Close()
 			return nil, err

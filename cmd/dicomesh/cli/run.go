@@ -51,6 +51,8 @@ for the same --home find the running node.`,
 	f := c.Flags()
 	f.StringVar(&p2p, "p2p", "", "libp2p listen multiaddr (default from config.toml)")
 	f.StringVar(&ro.HTTP, "http", "", "HTTP listen address HOST:PORT (default from config.toml)")
+	f.StringVar(&ro.DICOM, "dicom", "", "DIMSE listen address HOST:PORT (default from config.toml)")
+	f.StringVar(&ro.AET, "aet", "", "the node's DICOM AE title (default from config.toml)")
 	f.BoolVar(&logJSON, "log-json", false, "log in JSON instead of text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return c
