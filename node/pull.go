@@ -21,6 +21,10 @@ type PullRequest struct {
 	Purpose    string `json:"purpose"`
 	User       string `json:"user"`
 	BreakGlass string `json:"break_glass,omitempty"`
+	// LocalPatientID and LocalIssuer, if set, are the patient as this
+	// facility knows them: the study is served locally under them.
+	LocalPatientID string `json:"local_patient_id,omitempty"`
+	LocalIssuer    string `json:"local_issuer,omitempty"`
 }
 
 // DeniedError is an owner's refusal, with its reason.
@@ -88,7 +92,8 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(blocks.P
 		}
 	}
 	rt.dialMembers(ctx, sources)
-	st, err := n.receive(ctx, rt.h, resp.Grants[0], owner, sources, progress)
+	st, err := n.receive(ctx, rt.h, resp.Grants[0], archive.Origin{Facility: m.Owner, Manifest: req.Manifest,
+		LocalPatientID: req.LocalPatientID, LocalIssuer: req.LocalIssuer}, sources, progress)
 	if err != nil {
 		return archive.Study{}, err
 	}

@@ -19,7 +19,7 @@ import (
 // on arrival and kept, so that an interrupted receive resumes; every
 // instance decrypted and checked against the detail manifest before the
 // study becomes visible, all or nothing, with its audit record.
-func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, owner peer.ID, sources []peer.ID, progress func(blocks.Progress)) (archive.Study, error) {
+func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from archive.Origin, sources []peer.ID, progress func(blocks.Progress)) (archive.Study, error) {
 	fail := func(err error) (archive.Study, error) {
 		return archive.Study{}, fmt.Errorf("receive manifest %s: %w", g.Manifest, err)
 	}
@@ -44,5 +44,5 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, owner p
 	if err != nil {
 		return fail(err)
 	}
-	return n.Archive.CommitReceived(ctx, root, key, archive.Origin{Facility: owner.String(), Manifest: g.Manifest})
+	return n.Archive.CommitReceived(ctx, root, key, from)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/federation/access"
 	"github.com/dicomesh/dicomesh/federation/blocks"
+	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
 )
 
@@ -48,7 +49,7 @@ func TestReceiveFromOwner(t *testing.T) {
 	}
 	g := access.Grant{Manifest: "m1", Root: st.Root.String(), SealedKey: sealed}
 	rctx := WithActor(ctx, audit.Actor{User: "dr.b", Purpose: "TREAT"})
-	got, err := recv.receive(rctx, hr, g, ho.ID(), []peer.ID{ho.ID()}, nil)
+	got, err := recv.receive(rctx, hr, g, archive.Origin{Facility: ho.ID().String(), Manifest: "m1"}, []peer.ID{ho.ID()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestReceiveFromOwner(t *testing.T) {
 	}
 	// A grant sealed to someone else opens nothing.
 	other, _ := key.Seal(owner.Identity.Recipient())
-	if _, err := recv.receive(rctx, hr, access.Grant{Manifest: "m1", Root: st.Root.String(), SealedKey: other}, ho.ID(), []peer.ID{ho.ID()}, nil); err == nil {
+	if _, err := recv.receive(rctx, hr, access.Grant{Manifest: "m1", Root: st.Root.String(), SealedKey: other}, archive.Origin{Facility: ho.ID().String()}, []peer.ID{ho.ID()}, nil); err == nil {
 		t.Fatal("received with a key sealed to another facility")
 	}
 }

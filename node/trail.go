@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
+	"github.com/dicomesh/dicomesh/node/ingest"
 )
 
 // actorKey carries an audit.Actor in a context.
@@ -141,7 +143,33 @@ func (n *Node) ReadInstance(ctx context.Context, studyUID, sopInstanceUID string
 	}); err != nil {
 		return nil, err
 	}
-	return n.Archive.ReadInstance(ctx, studyUID, sopInstanceUID)
+	rc, err := n.Archive.ReadInstance(ctx, studyUID, sopInstanceUID)
+	if err != nil || st.Source == "" || st.LocalPatientID == "" {
+		return rc, err
+	}
+	// A received study is served under the local patient (import
+	// reconciliation); the stored ciphertext stays as it arrived.
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ingest.Coerce(b, ingest.Coercion{PatientID: st.LocalPatientID, Issuer: st.LocalIssuer,
+		Source: n.facilityName(st.Source), System: "dicomesh " + n.Config.Facility})
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(out)), nil
+}
+
+// facilityName names a member facility as the registry does, or by id.
+func (n *Node) facilityName(id string) string {
+	if rt := n.runtime(); rt != nil {
+		if f, ok := rt.fsm.Facility(id); ok {
+			return f.Name
+		}
+	}
+	return id
 }
 
 // Study returns one study with its series and instances. The read is

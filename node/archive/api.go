@@ -118,6 +118,11 @@ type Study struct {
 	// the facility's own studies.
 	Source         string `json:",omitempty"`
 	SourceManifest string `json:",omitempty"`
+	// LocalPatientID and LocalIssuer are, for a received study, the
+	// patient as this facility knows them: the study is served to local
+	// systems under them (import reconciliation).
+	LocalPatientID string `json:",omitempty"`
+	LocalIssuer    string `json:",omitempty"`
 }
 
 // Query selects studies. Zero fields match everything; string fields match

@@ -29,6 +29,9 @@ var ErrConflict = errors.New("archive: study already held")
 type Origin struct {
 	Facility string // the owner facility's id
 	Manifest string // the registry manifest id
+	// LocalPatientID and LocalIssuer, if set, name the patient as this
+	// facility knows them (see Study).
+	LocalPatientID, LocalIssuer string
 }
 
 // BeginReceive records that the study DAG under root is being fetched into
@@ -150,6 +153,7 @@ func (a *Archive) CommitReceived(ctx context.Context, root cid.Cid, key *crypto.
 	}
 	st.Root = root
 	st.Source, st.SourceManifest = from.Facility, from.Manifest
+	st.LocalPatientID, st.LocalIssuer = from.LocalPatientID, from.LocalIssuer
 	st.StoredAt = a.cfg.Now().UTC()
 	if a.cfg.BeforeCommit != nil {
 		if err := a.cfg.BeforeCommit(ctx, st); err != nil {

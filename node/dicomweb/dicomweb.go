@@ -230,8 +230,13 @@ func studyAttrs(r *http.Request, st archive.Study) dataset {
 	d.strs("00080061", "CS", st.Modalities)
 	d.str("00081190", "UR", base(r)+"/studies/"+st.UID)
 	d.pn("00100010", st.PatientName)
-	d.str("00100020", "LO", st.PatientID)
-	d.str("00100021", "LO", st.Issuer)
+	id, issuer := st.PatientID, st.Issuer
+	if st.LocalPatientID != "" {
+		// A received study is shown under the local patient.
+		id, issuer = st.LocalPatientID, st.LocalIssuer
+	}
+	d.str("00100020", "LO", id)
+	d.str("00100021", "LO", issuer)
 	d.str("00100030", "DA", st.BirthDate)
 	d.str("00100040", "CS", st.Sex)
 	d.str("00081030", "LO", st.Description)

@@ -135,7 +135,8 @@ func runDemo(e *env, dir string, slices int) error {
 	step("Dr. Grey requests the CT for treatment. The rural hospital checks Jane's consent\n   (no directive; its policy shares for treatment), writes its audit record, and\n   grants: the study key sealed to the tertiary center alone. The blocks are pulled\n   peer to peer, each verified against its content address on arrival.")
 	var last blocks.Progress
 	t := time.Now()
-	st, err := tertiary.Node.Pull(grey, node.PullRequest{Manifest: ctCand.ManifestID, Purpose: "TREAT", User: "dr.grey"}, func(p blocks.Progress) { last = p })
+	st, err := tertiary.Node.Pull(grey, node.PullRequest{Manifest: ctCand.ManifestID, Purpose: "TREAT", User: "dr.grey",
+		LocalPatientID: "TC-55512", LocalIssuer: "TERTIARY"}, func(p blocks.Progress) { last = p })
 	if err != nil {
 		return err
 	}
@@ -148,7 +149,7 @@ func runDemo(e *env, dir string, slices int) error {
 	say("Every instance is byte for byte what the rural scanner produced.")
 
 	step("Import reconciliation: the tertiary center knows Jane as TC-55512. The study is\n   served to its PACS under that ID; the original values are kept in the\n   Original Attributes Sequence and no UID changes.")
-	local, err := reconciledFirst(ctx, tertiary.Node, st, ingest.Coercion{PatientID: "TC-55512", Issuer: "TERTIARY", Source: "Rural Hospital", System: "dicomesh"})
+	local, err := servedFirst(grey, tertiary.Node, st)
 	if err != nil {
 		return err
 	}
@@ -243,14 +244,14 @@ func sameInstances(ctx context.Context, n *node.Node, st synth.Study) error {
 	return nil
 }
 
-// reconciledFirst reads the study's first instance as it is served
-// locally, coerced to the local patient, and returns what the parser sees.
-func reconciledFirst(ctx context.Context, n *node.Node, st archive.Study, c ingest.Coercion) (archive.InstanceMeta, error) {
+// servedFirst reads the study's first instance as the node serves it to
+// local systems (DICOMweb, DIMSE) and returns what the parser sees.
+func servedFirst(ctx context.Context, n *node.Node, st archive.Study) (archive.InstanceMeta, error) {
 	full, err := n.Archive.Study(st.UID)
 	if err != nil {
 		return archive.InstanceMeta{}, err
 	}
-	rc, err := n.Archive.ReadInstance(ctx, st.UID, full.Series[0].Instances[0].SOPInstanceUID)
+	rc, err := n.ReadInstance(ctx, st.UID, full.Series[0].Instances[0].SOPInstanceUID)
 	if err != nil {
 		return archive.InstanceMeta{}, err
 	}
@@ -259,9 +260,5 @@ func reconciledFirst(ctx context.Context, n *node.Node, st archive.Study, c inge
 	if err != nil {
 		return archive.InstanceMeta{}, err
 	}
-	out, err := ingest.Coerce(b, c)
-	if err != nil {
-		return archive.InstanceMeta{}, err
-	}
-	return ingest.Parse(out)
+	return ingest.Parse(b)
 }

@@ -81,7 +81,7 @@ recorded in the audit trail.`,
 }
 
 func pullCmd(e *env) *cobra.Command {
-	var purpose, user, breakGlass string
+	var purpose, user, breakGlass, localID, localIssuer string
 	c := &cobra.Command{
 		Use:   "pull MANIFEST_ID --purpose TREAT|ETREAT|... [--user NAME] [--break-glass REASON]",
 		Short: "Request a study from its owner and, once granted, fetch, verify and store it",
@@ -108,7 +108,11 @@ reason), 1 on other failures.`,
 			if user == "" {
 				user = e.user()
 			}
-			body, _ := json.Marshal(node.PullRequest{Manifest: args[0], Purpose: purpose, User: user, BreakGlass: breakGlass})
+			if (localID == "") != (localIssuer == "") {
+				return usagef("give --local-patient-id with --local-issuer")
+			}
+			body, _ := json.Marshal(node.PullRequest{Manifest: args[0], Purpose: purpose, User: user, BreakGlass: breakGlass,
+				LocalPatientID: localID, LocalIssuer: localIssuer})
 			var st archive.Study
 			start := time.Now()
 			if err := e.api(ri, http.MethodPost, "/api/v1/pull", body, &st); err != nil {
@@ -125,6 +129,8 @@ reason), 1 on other failures.`,
 	c.Flags().StringVar(&purpose, "purpose", "", "purpose of use: TREAT, ETREAT (emergency), COC, ...")
 	c.Flags().StringVar(&user, "user", "", "the requesting physician (default: --as, or the OS user)")
 	c.Flags().StringVar(&breakGlass, "break-glass", "", "emergency reason: asks the owner to override a refusal where its policy allows")
+	c.Flags().StringVar(&localID, "local-patient-id", "", "the patient's ID here: the study is served to local systems under it")
+	c.Flags().StringVar(&localIssuer, "local-issuer", "", "the issuer of --local-patient-id")
 	return c
 }
 
