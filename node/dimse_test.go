@@ -40,7 +40,7 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, WithActor: WithActor, IdleTimeout: 10 * time.Second})
+	srv := dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, Finder: n, WithActor: WithActor, IdleTimeout: 10 * time.Second})
 	go srv.Serve(ctx, l)
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 
@@ -80,6 +80,25 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 		stored := read(t, n, st.UID, f.SOPInstanceUID)
 		if !bytes.Equal(datasetOf(t, stored), datasetOf(t, orig)) {
 			t.Fatalf("instance %s: the stored data set differs from what was sent", f.SOPInstanceUID)
+		}
+	}
+
+	// findscu at study and series level finds what was stored.
+	if findscu, err := exec.LookPath("findscu"); err == nil {
+		out, err := exec.Command(findscu, "-S", "-aet", "PACS", "-aec", "DICOMESH", "-k", "QueryRetrieveLevel=STUDY",
+			"-k", "PatientID="+st.Patient.ID, "-k", "StudyInstanceUID", "-k", "NumberOfStudyRelatedInstances", "127.0.0.1", port).CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte(st.UID)) || !bytes.Contains(out, []byte("IS [4 ]")) {
+			t.Fatalf("findscu study level: %v\n%s", err, out)
+		}
+		out, err = exec.Command(findscu, "-S", "-aet", "PACS", "-aec", "DICOMESH", "-k", "QueryRetrieveLevel=SERIES",
+			"-k", "StudyInstanceUID="+st.UID, "-k", "SeriesInstanceUID", "-k", "Modality", "127.0.0.1", port).CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte(st.Files[0].SeriesInstanceUID)) || !bytes.Contains(out, []byte("[CT]")) {
+			t.Fatalf("findscu series level: %v\n%s", err, out)
+		}
+		out, _ = exec.Command(findscu, "-S", "-aet", "PACS", "-aec", "DICOMESH", "-k", "QueryRetrieveLevel=STUDY",
+			"-k", "PatientID=NOBODY", "-k", "StudyInstanceUID", "127.0.0.1", port).CombinedOutput()
+		if bytes.Contains(out, []byte(st.UID)) {
+			t.Fatalf("findscu for another patient found the study:\n%s", out)
 		}
 	}
 

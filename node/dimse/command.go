@@ -57,8 +57,13 @@ func parseCommand(b []byte) (command, error) {
 	return m, nil
 }
 
-// responseCommand builds the response to rq.
+// responseCommand builds the response to rq, without a data set.
 func responseCommand(rq command, field, status uint16) []byte {
+	return responseWith(rq, field, status, false)
+}
+
+// responseWith builds the response to rq; withData says a data set follows.
+func responseWith(rq command, field, status uint16, withData bool) []byte {
 	var b []byte
 	el := func(elem uint16, v []byte) {
 		b = binary.LittleEndian.AppendUint16(b, 0x0000)
@@ -72,7 +77,11 @@ func responseCommand(rq command, field, status uint16) []byte {
 	}
 	el(0x0100, us(field))
 	el(0x0120, us(rq.messageID))
-	el(0x0800, us(0x0101)) // no data set
+	if withData {
+		el(0x0800, us(0x0000))
+	} else {
+		el(0x0800, us(0x0101)) // no data set
+	}
 	el(0x0900, us(status))
 	if rq.sopInstance != "" {
 		el(0x1000, uidBytes(rq.sopInstance))

@@ -1,8 +1,9 @@
 // Package dimse is the node's DICOM network service (PS3.7 message
 // exchange over the PS3.8 upper layer), so that a PACS or a modality can
-// send studies in unchanged: association negotiation (called and calling
-// AE titles, presentation contexts with the common transfer syntaxes,
-// maximum PDU length), C-ECHO, and C-STORE. A received data set is wrapped
+// send studies in and query the archive unchanged: association negotiation
+// (called and calling AE titles, presentation contexts with the common
+// transfer syntaxes, maximum PDU length), C-ECHO, C-STORE, and C-FIND at
+// study and series level (Study Root and Patient Root). A received data set is wrapped
 // in a Part 10 file with a file meta group built from the association,
 // passed through the node's guarded parser, and committed before the
 // response says success: an acknowledged instance is stored.
@@ -11,5 +12,5 @@
 // against what is really there and against hard limits before anything is
 // allocated; a malformed PDU aborts that association and the server goes on.
 //
-// C-FIND, C-MOVE and the C-STORE client are still to come.
+// C-MOVE and the C-STORE client are still to come.
 package dimse

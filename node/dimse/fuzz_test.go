@@ -20,6 +20,8 @@ func FuzzDecoders(f *testing.F) {
 			}
 		}
 		parseCommand(b)
+		parseIdentifier(b, true)
+		parseIdentifier(b, false)
 		readPDU(bytes.NewReader(b), 1<<16)
 	})
 }

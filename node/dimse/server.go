@@ -28,6 +28,8 @@ type Store interface {
 type Config struct {
 	AET   string
 	Store Store
+	// Finder answers C-FIND; nil refuses the query/retrieve models.
+	Finder Finder
 	// AllowedCallers, if not empty, are the calling AE titles accepted.
 	AllowedCallers []string
 	// WithActor attaches who acts (the calling AE and its address) to a
@@ -108,10 +110,16 @@ var syntaxes = []string{
 
 const verification = "1.2.840.10008.1.1"
 
-// supported reports whether an abstract syntax is served: verification, and
-// the storage SOP classes.
-func supported(abstract string) bool {
-	return abstract == verification || strings.HasPrefix(abstract, "1.2.840.10008.5.1.4.1.1.")
+// supported reports whether an abstract syntax is served: verification,
+// the storage SOP classes, and C-FIND when a Finder is set.
+func (s *Server) supported(abstract string) bool {
+	switch {
+	case abstract == verification, strings.HasPrefix(abstract, "1.2.840.10008.5.1.4.1.1."):
+		return true
+	case abstract == studyRootFind, abstract == patientRootFind:
+		return s.cfg.Finder != nil
+	}
+	return false
 }
 
 func (s *Server) association(ctx context.Context, c net.Conn) error {
@@ -140,7 +148,7 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 	var answers []accepted
 	for _, pc := range rq.contexts {
 		a := accepted{id: pc.id, result: 3, syntax: "1.2.840.10008.1.2"}
-		if supported(pc.abstract) {
+		if s.supported(pc.abstract) {
 			a.result = 4
 			for _, want := range syntaxes {
 				if contains(pc.syntaxes, want) {
@@ -225,9 +233,16 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 				continue
 			}
 			m, err := parseCommand(cmd)
+			if err == nil && m.field == cFindRQ {
+				if err := s.answerFind(actx, c, cmdCtx, ctxs[cmdCtx].syntax, m, data, peerMax); err != nil {
+					return err
+				}
+				cmd, data = nil, nil
+				continue
+			}
 			if err != nil || m.field != cStoreRQ {
 				writePDU(c, pduAbort, []byte{0, 0, 2, 0})
-				return fmt.Errorf("%w: a data set without a C-STORE request", ErrMalformed)
+				return fmt.Errorf("%w: a data set without a C-STORE or C-FIND request", ErrMalformed)
 			}
 			status := s.store(actx, ctxs[cmdCtx].syntax, m, data)
 			if err := s.respond(c, cmdCtx, m, 0x8001, status, peerMax); err != nil {
@@ -300,4 +315,39 @@ func (s *Server) respond(c net.Conn, ctx byte, rq command, field, status uint16,
 		return fmt.Errorf("the peer's max PDU %d is too small for a response", peerMax)
 	}
 	return writePDU(c, pduData, pdataCommand(ctx, cmd))
+}
+
+// answerFind runs a C-FIND and sends a pending response with an identifier
+// per match, then the final status.
+func (s *Server) answerFind(ctx context.Context, c net.Conn, pc byte, syntax string, m command, data []byte, peerMax uint32) error {
+	explicit := syntax != "1.2.840.10008.1.2"
+	id, err := parseIdentifier(data, explicit)
+	if err != nil {
+		return s.respond(c, pc, m, 0x8020, 0xA900, peerMax) // identifier does not match SOP class
+	}
+	matches, err := s.find(ctx, id)
+	if err != nil {
+		return s.respond(c, pc, m, 0x8020, 0xC000, peerMax) // unable to process (no audit, no answer)
+	}
+	for _, row := range matches {
+		if err := writePDU(c, pduData, pdataCommand(pc, responseWith(m, 0x8020, 0xFF00, true))); err != nil {
+			return err
+		}
+		ds := encodeIdentifier(id.keys, row, explicit)
+		max := int(peerMax) - 12
+		for len(ds) > 0 {
+			n := min(len(ds), max)
+			flags := byte(0x00)
+			if n == len(ds) {
+				flags = 0x02
+			}
+			pv := binary.BigEndian.AppendUint32(nil, uint32(n+2))
+			pv = append(pv, pc, flags)
+			if err := writePDU(c, pduData, append(pv, ds[:n]...)); err != nil {
+				return err
+			}
+			ds = ds[n:]
+		}
+	}
+	return s.respond(c, pc, m, 0x8020, 0x0000, peerMax)
 }
