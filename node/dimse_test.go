@@ -102,6 +102,46 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 		}
 	}
 
+	// The node pushes the study into dcmtk's storescp (as it would into
+	// the local PACS): every data set arrives as stored.
+	if storescp, err := exec.LookPath("storescp"); err == nil {
+		out := t.TempDir()
+		scpPort := freePort(t)
+		scp := exec.Command(storescp, "-aet", "PACS", "-od", out, strconv.Itoa(scpPort))
+		if err := scp.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { scp.Process.Kill(); scp.Wait() }()
+		for i := 0; i < 100; i++ {
+			if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(scpPort)); err == nil {
+				c.Close()
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		res, err := n.Push(ctx, st.UID, dimse.Destination{AET: "PACS", Host: "127.0.0.1", Port: scpPort})
+		if err != nil || res.Sent != len(st.Files) || res.Failed != 0 {
+			t.Fatalf("push: %+v %v", res, err)
+		}
+		received, _ := os.ReadDir(out)
+		if len(received) != len(st.Files) {
+			t.Fatalf("storescp received %d of %d files", len(received), len(st.Files))
+		}
+		for _, e := range received {
+			b, _ := os.ReadFile(out + "/" + e.Name())
+			found := false
+			for _, f := range st.Files {
+				orig, _ := os.ReadFile(f.Path)
+				if bytes.Equal(datasetOf(t, b), datasetOf(t, orig)) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("%s: a data set that was not sent", e.Name())
+			}
+		}
+	}
+
 	// Garbage: a PDU that declares 4 GiB, then nothing.
 	c, err := net.Dial("tcp", "127.0.0.1:"+port)
 	if err != nil {

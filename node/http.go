@@ -166,6 +166,25 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 		ds, err := n.Consents(WithActor(r.Context(), a), r.URL.Query().Get("issuer"), r.URL.Query().Get("patient_id"))
 		writeResult(w, ds, err)
 	})
+	mux.HandleFunc("POST /api/v1/push", func(w http.ResponseWriter, r *http.Request) {
+		a, err := n.httpActor(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var req struct{ Study, To string }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+			http.Error(w, "want {\"study\": ..., \"to\": ...}", http.StatusBadRequest)
+			return
+		}
+		dest, err := n.Destination(req.To)
+		if err != nil {
+			writeResult(w, nil, err)
+			return
+		}
+		res, err := n.Push(WithActor(r.Context(), a), req.Study, dest)
+		writeResult(w, res, err)
+	})
 	mux.HandleFunc("GET /api/v1/federation/members", func(w http.ResponseWriter, r *http.Request) {
 		ms, err := n.Members()
 		writeResult(w, ms, err)

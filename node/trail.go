@@ -10,6 +10,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
+	"github.com/dicomesh/dicomesh/node/dimse"
 	"github.com/dicomesh/dicomesh/node/ingest"
 )
 
@@ -208,4 +209,37 @@ func (n *Node) Store(ctx context.Context, study string, metas []archive.Instance
 		return n.queuePublish([]archive.Study{st})
 	}
 	return nil
+}
+
+// Push sends a study to a DICOM destination (the local PACS) by C-STORE:
+// each instance as the node serves it locally (a received study under the
+// local patient). The export is audited first.
+func (n *Node) Push(ctx context.Context, studyUID string, dest dimse.Destination) (dimse.SendResult, error) {
+	st, err := n.Archive.Study(studyUID)
+	if err != nil {
+		return dimse.SendResult{}, err
+	}
+	if dest.CallingAET == "" {
+		dest.CallingAET = n.Config.AET
+	}
+	if err := n.record(ctx, audit.Record{Event: audit.EventExport, Action: audit.ActionRead, Outcome: audit.Success,
+		Patient: patient(st), Study: st.UID, Peer: "dicom:" + dest.AET, Query: fmt.Sprintf("C-STORE to %s at %s:%d", dest.AET, dest.Host, dest.Port)}); err != nil {
+		return dimse.SendResult{}, err
+	}
+	var objs []dimse.Object
+	for _, se := range st.Series {
+		for _, in := range se.Instances {
+			rc, err := n.ReadInstance(ctx, st.UID, in.SOPInstanceUID)
+			if err != nil {
+				return dimse.SendResult{}, err
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return dimse.SendResult{}, err
+			}
+			objs = append(objs, dimse.Object{Data: b})
+		}
+	}
+	return dimse.Send(ctx, dest, objs)
 }

@@ -12,5 +12,7 @@
 // against what is really there and against hard limits before anything is
 // allocated; a malformed PDU aborts that association and the server goes on.
 //
-// C-MOVE and the C-STORE client are still to come.
+// Send is the C-STORE client: it pushes a study into a PACS over one
+// association, one presentation context per SOP class and transfer syntax,
+// each instance as stored. C-MOVE is still to come.
 package dimse

@@ -87,6 +87,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		findCmd(e),
 		pullCmd(e),
 		consentCmd(e),
+		pacsCmd(e),
+		pushCmd(e),
 		versionCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
