@@ -40,7 +40,7 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, Finder: n, WithActor: WithActor, IdleTimeout: 10 * time.Second})
+	srv := dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, Finder: n, Mover: n, WithActor: WithActor, IdleTimeout: 10 * time.Second})
 	go srv.Serve(ctx, l)
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 
@@ -112,13 +112,7 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { scp.Process.Kill(); scp.Wait() }()
-		for i := 0; i < 100; i++ {
-			if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(scpPort)); err == nil {
-				c.Close()
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitPort(t, scpPort)
 		res, err := n.Push(ctx, st.UID, dimse.Destination{AET: "PACS", Host: "127.0.0.1", Port: scpPort})
 		if err != nil || res.Sent != len(st.Files) || res.Failed != 0 {
 			t.Fatalf("push: %+v %v", res, err)
@@ -142,6 +136,35 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 		}
 	}
 
+	// A PACS asks the node to C-MOVE the study to a destination it knows
+	// by AE title: dcmtk's movescu, with storescp as the destination.
+	movescu, err3 := exec.LookPath("movescu")
+	storescp, err4 := exec.LookPath("storescp")
+	if err3 == nil && err4 == nil {
+		out := t.TempDir()
+		scpPort := freePort(t)
+		if err := AddPACS(n.Home, PACS{Name: "viewer", AET: "MOVEDEST", Host: "127.0.0.1", Port: scpPort}); err != nil {
+			t.Fatal(err)
+		}
+		scp := exec.Command(storescp, "-aet", "MOVEDEST", "-od", out, strconv.Itoa(scpPort))
+		if err := scp.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { scp.Process.Kill(); scp.Wait() }()
+		waitPort(t, scpPort)
+		if err := run(movescu, "-S", "-aet", "PACS", "-aec", "DICOMESH", "-aem", "MOVEDEST", "-k", "QueryRetrieveLevel=STUDY",
+			"-k", "StudyInstanceUID="+st.UID, "127.0.0.1", port); err != nil {
+			t.Fatalf("movescu: %v", err)
+		}
+		if received, _ := os.ReadDir(out); len(received) != len(st.Files) {
+			t.Fatalf("the move destination received %d of %d files", len(received), len(st.Files))
+		}
+		if err := run(movescu, "-S", "-aet", "PACS", "-aec", "DICOMESH", "-aem", "UNKNOWN", "-k", "QueryRetrieveLevel=STUDY",
+			"-k", "StudyInstanceUID="+st.UID, "127.0.0.1", port); err == nil {
+			t.Fatal("a move to an unknown destination succeeded")
+		}
+	}
+
 	// Garbage: a PDU that declares 4 GiB, then nothing.
 	c, err := net.Dial("tcp", "127.0.0.1:"+port)
 	if err != nil {
@@ -155,4 +178,17 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 	if err := run(echoscu, "-aet", "MODALITY", "-aec", "DICOMESH", "127.0.0.1", port); err != nil {
 		t.Fatalf("echoscu after a garbage PDU: %v", err)
 	}
+}
+
+// waitPort waits until something listens on a loopback port.
+func waitPort(t *testing.T, port int) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %d", port)
 }

@@ -57,14 +57,14 @@ func AddPACS(h Home, p PACS) error {
 	return writeFileAtomic(h.Path(pacsFile), append(b, '\n'), 0o600)
 }
 
-// Destination resolves a configured PACS by name.
+// Destination resolves a configured PACS by name or AE title.
 func (n *Node) Destination(name string) (dimse.Destination, error) {
 	ps, err := PACSList(n.Home)
 	if err != nil {
 		return dimse.Destination{}, err
 	}
 	for _, p := range ps {
-		if p.Name == name {
+		if p.Name == name || p.AET == name {
 			return dimse.Destination{AET: p.AET, Host: p.Host, Port: p.Port, CallingAET: n.Config.AET}, nil
 		}
 	}

@@ -113,7 +113,7 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 		if dl, err := net.Listen("tcp", addr); err != nil {
 			n.log.Warn("no DIMSE listener", "addr", addr, "err", err)
 		} else {
-			srv := dimse.NewServer(dimse.Config{AET: cmp.Or(ro.AET, n.Config.AET), Store: n, Finder: n, WithActor: WithActor,
+			srv := dimse.NewServer(dimse.Config{AET: cmp.Or(ro.AET, n.Config.AET), Store: n, Finder: n, Mover: n, WithActor: WithActor,
 				Logger: n.log.With("component", "dimse")})
 			done := make(chan struct{})
 			go func() { srv.Serve(ctx, dl); close(done) }()

@@ -8,6 +8,7 @@ import (
 // Command fields (PS3.7 E.1).
 const (
 	cStoreRQ = 0x0001
+	cMoveRQ  = 0x0021
 	cEchoRQ  = 0x0030
 )
 
@@ -17,6 +18,7 @@ type command struct {
 	messageID   uint16
 	sopClass    string
 	sopInstance string
+	moveDest    string // (0000,0600), C-MOVE only
 }
 
 // parseCommand reads a command set: implicit VR little endian elements of
@@ -49,6 +51,8 @@ func parseCommand(b []byte) (command, error) {
 			}
 		case 0x1000:
 			m.sopInstance = trimUID(v)
+		case 0x0600:
+			m.moveDest = trimUID(v)
 		}
 	}
 	if !seen {
@@ -86,6 +90,34 @@ func responseWith(rq command, field, status uint16, withData bool) []byte {
 	if rq.sopInstance != "" {
 		el(0x1000, uidBytes(rq.sopInstance))
 	}
+	head := binary.LittleEndian.AppendUint16(nil, 0x0000)
+	head = binary.LittleEndian.AppendUint16(head, 0x0000)
+	head = binary.LittleEndian.AppendUint32(head, 4)
+	head = binary.LittleEndian.AppendUint32(head, uint32(len(b)))
+	return append(head, b...)
+}
+
+// moveResponse is a C-MOVE-RSP with its sub-operation counts.
+func moveResponse(rq command, status uint16, remaining, completed, failed int) []byte {
+	var b []byte
+	el := func(elem uint16, v []byte) {
+		b = binary.LittleEndian.AppendUint16(b, 0x0000)
+		b = binary.LittleEndian.AppendUint16(b, elem)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	us := func(v int) []byte { return binary.LittleEndian.AppendUint16(nil, uint16(v)) }
+	el(0x0002, uidBytes(rq.sopClass))
+	el(0x0100, us(0x8021))
+	el(0x0120, us(int(rq.messageID)))
+	el(0x0800, us(0x0101))
+	el(0x0900, us(int(status)))
+	if status == 0xFF00 {
+		el(0x1020, us(remaining))
+	}
+	el(0x1021, us(completed))
+	el(0x1022, us(failed))
+	el(0x1023, us(0))
 	head := binary.LittleEndian.AppendUint16(nil, 0x0000)
 	head = binary.LittleEndian.AppendUint16(head, 0x0000)
 	head = binary.LittleEndian.AppendUint32(head, 4)

@@ -2,8 +2,8 @@
 // exchange over the PS3.8 upper layer), so that a PACS or a modality can
 // send studies in and query the archive unchanged: association negotiation
 // (called and calling AE titles, presentation contexts with the common
-// transfer syntaxes, maximum PDU length), C-ECHO, C-STORE, and C-FIND at
-// study and series level (Study Root and Patient Root). A received data set is wrapped
+// transfer syntaxes, maximum PDU length), C-ECHO, C-STORE, C-FIND at
+// study and series level and C-MOVE (Study Root and Patient Root). A received data set is wrapped
 // in a Part 10 file with a file meta group built from the association,
 // passed through the node's guarded parser, and committed before the
 // response says success: an acknowledged instance is stored.
@@ -14,5 +14,7 @@
 //
 // Send is the C-STORE client: it pushes a study into a PACS over one
 // association, one presentation context per SOP class and transfer syntax,
-// each instance as stored. C-MOVE is still to come.
+// each instance as stored. C-MOVE sends the studies a query selects to a
+// destination the node knows by AE title (its PACS table), with the
+// sub-operation counts.
 package dimse

@@ -30,6 +30,9 @@ type Config struct {
 	Store Store
 	// Finder answers C-FIND; nil refuses the query/retrieve models.
 	Finder Finder
+	// Mover answers C-MOVE: it resolves a destination AE title and sends a
+	// study there; nil refuses C-MOVE.
+	Mover Mover
 	// AllowedCallers, if not empty, are the calling AE titles accepted.
 	AllowedCallers []string
 	// WithActor attaches who acts (the calling AE and its address) to a
@@ -118,6 +121,8 @@ func (s *Server) supported(abstract string) bool {
 		return true
 	case abstract == studyRootFind, abstract == patientRootFind:
 		return s.cfg.Finder != nil
+	case abstract == studyRootMove, abstract == patientRootMove:
+		return s.cfg.Mover != nil && s.cfg.Finder != nil
 	}
 	return false
 }
@@ -233,6 +238,13 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 				continue
 			}
 			m, err := parseCommand(cmd)
+			if err == nil && m.field == cMoveRQ {
+				if err := s.answerMove(actx, c, cmdCtx, ctxs[cmdCtx].syntax, m, data, peerMax); err != nil {
+					return err
+				}
+				cmd, data = nil, nil
+				continue
+			}
 			if err == nil && m.field == cFindRQ {
 				if err := s.answerFind(actx, c, cmdCtx, ctxs[cmdCtx].syntax, m, data, peerMax); err != nil {
 					return err
@@ -350,4 +362,64 @@ func (s *Server) answerFind(ctx context.Context, c net.Conn, pc byte, syntax str
 		}
 	}
 	return s.respond(c, pc, m, 0x8020, 0x0000, peerMax)
+}
+
+// C-MOVE information models served.
+const (
+	studyRootMove   = "1.2.840.10008.5.1.4.1.2.2.2"
+	patientRootMove = "1.2.840.10008.5.1.4.1.2.1.2"
+)
+
+// Mover sends studies to DICOM destinations for C-MOVE: the node, which
+// audits the export and serves received studies under the local patient.
+type Mover interface {
+	Destination(aet string) (Destination, error)
+	Push(ctx context.Context, studyUID string, dest Destination) (SendResult, error)
+}
+
+// answerMove sends the studies the identifier selects to the move
+// destination, reporting the counts.
+func (s *Server) answerMove(ctx context.Context, c net.Conn, pc byte, syntax string, m command, data []byte, peerMax uint32) error {
+	send := func(status uint16, remaining, completed, failed int) error {
+		return writePDU(c, pduData, pdataCommand(pc, moveResponse(m, status, remaining, completed, failed)))
+	}
+	id, err := parseIdentifier(data, syntax != "1.2.840.10008.1.2")
+	if err != nil {
+		return send(0xA900, 0, 0, 0)
+	}
+	dest, err := s.cfg.Mover.Destination(m.moveDest)
+	if err != nil {
+		return send(0xA801, 0, 0, 0) // move destination unknown
+	}
+	matches, err := s.find(ctx, id)
+	if err != nil {
+		return send(0xC000, 0, 0, 0)
+	}
+	seen := map[string]bool{}
+	var studies []string
+	for _, row := range matches {
+		if uid := row[tk(0x0020, 0x000D)]; !seen[uid] {
+			seen[uid] = true
+			studies = append(studies, uid)
+		}
+	}
+	completed, failed := 0, 0
+	for i, uid := range studies {
+		res, err := s.cfg.Mover.Push(ctx, uid, dest)
+		completed += res.Sent
+		failed += res.Failed
+		if err != nil {
+			failed++
+		}
+		if i+1 < len(studies) {
+			if err := send(0xFF00, len(studies)-i-1, completed, failed); err != nil {
+				return err
+			}
+		}
+	}
+	status := uint16(0x0000)
+	if failed > 0 {
+		status = 0xB000 // sub-operations complete, one or more failures
+	}
+	return send(status, 0, completed, failed)
 }
