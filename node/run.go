@@ -107,6 +107,7 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	info := RunInfo{PeerID: h.ID().String(), HTTP: ln.Addr().String(), PID: os.Getpid()}
+	n.recoverSpool(ctx)
 	if addr := cmp.Or(ro.DICOM, n.Config.DICOM); addr != "" {
 		// A PACS or modality sends studies in here. A busy port is a
 		// warning, not a failure: the node's federation work goes on.

@@ -3,6 +3,7 @@ package dimse
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,14 @@ import (
 // before the study becomes visible.
 type Store interface {
 	Store(ctx context.Context, study string, metas []archive.InstanceMeta, data [][]byte) error
+}
+
+// Spooler is a Store that can keep an instance durably at once and commit
+// an association's instances together at its end: far fewer archive
+// commits than one per instance. A Store that implements it is used so.
+type Spooler interface {
+	Spool(ctx context.Context, assoc string, data []byte) error
+	CommitSpool(ctx context.Context, assoc string) error
 }
 
 // Config configures a Server.
@@ -174,6 +183,28 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 	if err := writePDU(c, pduAssociateAC, associateAC(rq, answers, s.cfg.MaxPDU)); err != nil {
 		return err
 	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	assoc := fmt.Sprintf("%d-%x", time.Now().UnixNano(), rnd) // a folder name: never from the peer
+	var once sync.Once
+	commitSpool := func() {
+		sp, ok := s.cfg.Store.(Spooler)
+		if !ok {
+			return
+		}
+		once.Do(func() {
+			// The association is over, however it ended: what was
+			// acknowledged is committed (the spool survives a crash).
+			cctx := context.WithoutCancel(ctx)
+			if s.cfg.WithActor != nil {
+				cctx = s.cfg.WithActor(cctx, audit.Actor{User: "dicom:" + rq.calling, Address: c.RemoteAddr().String()})
+			}
+			if err := sp.CommitSpool(cctx, assoc); err != nil {
+				s.cfg.Logger.Error("cannot commit the association's instances; they stay spooled", "err", err)
+			}
+		})
+	}
+	defer commitSpool()
 	actx := ctx
 	if s.cfg.WithActor != nil {
 		actx = s.cfg.WithActor(ctx, audit.Actor{User: "dicom:" + rq.calling, Address: c.RemoteAddr().String()})
@@ -189,6 +220,7 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 		}
 		switch typ {
 		case pduReleaseRQ:
+			commitSpool() // stored before the peer hears the association is over
 			return writePDU(c, pduReleaseRP, []byte{0, 0, 0, 0})
 		case pduAbort:
 			return errors.New("aborted by the peer")
@@ -256,7 +288,7 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 				writePDU(c, pduAbort, []byte{0, 0, 2, 0})
 				return fmt.Errorf("%w: a data set without a C-STORE or C-FIND request", ErrMalformed)
 			}
-			status := s.store(actx, ctxs[cmdCtx].syntax, m, data)
+			status := s.store(actx, assoc, ctxs[cmdCtx].syntax, m, data)
 			if err := s.respond(c, cmdCtx, m, 0x8001, status, peerMax); err != nil {
 				return err
 			}
@@ -277,12 +309,19 @@ func contains(l []string, s string) bool {
 // store wraps a received data set in a Part 10 file, passes it through the
 // guarded parser and commits it; the status says how it went. Success
 // means the instance is durably stored: the response waits for the commit.
-func (s *Server) store(ctx context.Context, syntax string, m command, data []byte) uint16 {
+func (s *Server) store(ctx context.Context, assoc, syntax string, m command, data []byte) uint16 {
 	file := part10(m.sopClass, m.sopInstance, syntax, data)
 	meta, err := ingest.Parse(file)
 	if err != nil {
 		s.cfg.Logger.Info("C-STORE refused", "sop", m.sopInstance, "err", err)
 		return 0xC000 // cannot understand
+	}
+	if sp, ok := s.cfg.Store.(Spooler); ok {
+		if err := sp.Spool(ctx, assoc, file); err != nil {
+			s.cfg.Logger.Warn("C-STORE could not be spooled", "sop", m.sopInstance, "err", err)
+			return 0xA700
+		}
+		return 0x0000
 	}
 	if err := s.cfg.Store.Store(ctx, meta.StudyInstanceUID, []archive.InstanceMeta{meta}, [][]byte{file}); err != nil {
 		s.cfg.Logger.Warn("C-STORE could not be stored", "sop", m.sopInstance, "err", err)
