@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dicomesh/dicomesh/internal/synth"
+	"github.com/dicomesh/dicomesh/node/dimse"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -31,10 +33,11 @@ func freePort(t *testing.T) int {
 }
 
 // TestOrthancAsDICOMwebClient: Orthanc (Debian's orthanc and
-// orthanc-dicomweb), configured with the node as a DICOMweb server, pushes
-// a study into it with STOW-RS, finds it with QIDO-RS and retrieves it with
-// WADO-RS, through Orthanc's own REST API: software nobody here wrote,
-// talking to the node unchanged.
+// orthanc-dicomweb), configured with the node as a DICOMweb server and as a
+// DICOM modality, pushes a study into it with STOW-RS, finds it with
+// QIDO-RS and retrieves it with WADO-RS; then C-STOREs another study into
+// the node, and receives one the node pushes: all through Orthanc's own
+// REST API, software nobody here wrote, talking to the node unchanged.
 func TestOrthancAsDICOMwebClient(t *testing.T) {
 	orthanc, err := exec.LookPath("Orthanc")
 	plugin := "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -45,13 +48,25 @@ func TestOrthancAsDICOMwebClient(t *testing.T) {
 	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
 	defer srv.Close()
 
+	// The node's DIMSE service, for Orthanc's C-STORE into it.
+	dl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithCancel(context.Background())
+	defer dcancel()
+	go dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, Finder: n, Mover: n, WithActor: WithActor}).Serve(dctx, dl)
+	nodePort := dl.Addr().(*net.TCPAddr).Port
+
 	dir := t.TempDir()
-	port := freePort(t)
+	port, dicomPort := freePort(t), freePort(t)
 	cfg := map[string]any{
 		"Name": "orthanc-client", "StorageDirectory": filepath.Join(dir, "storage"), "IndexDirectory": filepath.Join(dir, "storage"),
 		"Plugins": []string{plugin}, "HttpPort": port, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
-		"DicomServerEnabled": false, "HttpTimeout": 120, "SaveJobs": false,
-		"DicomWeb": map[string]any{"Enable": true, "Root": "/dicom-web/", "Servers": map[string]any{"node": []string{srv.URL + "/dicom-web/"}}},
+		"DicomServerEnabled": true, "DicomAet": "ORTHANC", "DicomPort": dicomPort, "DicomCheckCalledAet": false,
+		"DicomAlwaysAllowStore": true, "HttpTimeout": 120, "SaveJobs": false,
+		"DicomModalities": map[string]any{"node": []any{"DICOMESH", "127.0.0.1", nodePort}},
+		"DicomWeb":        map[string]any{"Enable": true, "Root": "/dicom-web/", "Servers": map[string]any{"node": []string{srv.URL + "/dicom-web/"}}},
 	}
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(dir, "orthanc.json")
@@ -137,5 +152,36 @@ func TestOrthancAsDICOMwebClient(t *testing.T) {
 	json.Unmarshal(call("GET", "/statistics", nil), &stats)
 	if stats.CountInstances != len(st.Files) {
 		t.Fatalf("Orthanc retrieved %d of %d instances with WADO-RS", stats.CountInstances, len(st.Files))
+	}
+
+	// Orthanc as a PACS: it C-STOREs a second study into the node ...
+	spec2, _ := synth.DefaultSpec("cr")
+	spec2.Seed = 9
+	st2, err := synth.Write(t.TempDir(), spec2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range st2.Files {
+		data, _ := os.ReadFile(f.Path)
+		call("POST", "/instances", data)
+	}
+	var orthancStudies []string
+	json.Unmarshal(call("GET", "/studies", nil), &orthancStudies)
+	call("POST", "/modalities/node/store", map[string]any{"Resources": orthancStudies, "Synchronous": true})
+	if got, err := n.Archive.Study(st2.UID); err != nil || got.Instances != len(st2.Files) {
+		t.Fatalf("after Orthanc's C-STORE the node holds %+v %v", got, err)
+	}
+	// ... and the node pushes the first study back into it by C-STORE, as
+	// it would import a received study into the local PACS.
+	for _, id := range orthancStudies {
+		call("DELETE", "/studies/"+id, nil)
+	}
+	res, err := n.Push(context.Background(), st.UID, dimse.Destination{AET: "ORTHANC", Host: "127.0.0.1", Port: dicomPort})
+	if err != nil || res.Sent != len(st.Files) {
+		t.Fatalf("push into Orthanc: %+v %v", res, err)
+	}
+	json.Unmarshal(call("GET", "/statistics", nil), &stats)
+	if stats.CountInstances != len(st.Files) {
+		t.Fatalf("Orthanc received %d of %d instances from the node", stats.CountInstances, len(st.Files))
 	}
 }
