@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/user"
 	"strings"
+	"sync"
 
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
@@ -195,11 +196,36 @@ func (n *Node) Store(ctx context.Context, study string, metas []archive.Instance
 	if err != nil {
 		return err
 	}
-	for i, m := range metas {
-		if _, err := tx.Add(ctx, m, data[i]); err != nil {
-			tx.Rollback()
-			return err
+	// Instances are compressed, encrypted and written by several workers.
+	next := make(chan int)
+	errs := make(chan error, n.Config.IngestWorkers)
+	var wg sync.WaitGroup
+	for range n.Config.IngestWorkers {
+		wg.Go(func() {
+			for i := range next {
+				if _, err := tx.Add(ctx, metas[i], data[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+feed:
+	for i := range metas {
+		select {
+		case next <- i:
+		case err := <-errs:
+			errs <- err
+			break feed
 		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		tx.Rollback()
+		return err
+	default:
 	}
 	st, err := tx.Commit(ctx)
 	if err != nil {
