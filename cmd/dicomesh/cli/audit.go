@@ -223,11 +223,7 @@ func auditFlagsCmd(e *env) *cobra.Command {
 				}
 				ks = append(ks, audit.FlagKind(k))
 			}
-			return e.withNode(func(n *node.Node) error {
-				flags, err := n.Audit.Flags(e.ctx, e.auditActor(n), q, ks...)
-				if err != nil {
-					return err
-				}
+			show := func(flags []audit.Flag) error {
 				if e.output == "json" {
 					type flagJSON struct {
 						Kind   string          `json:"kind"`
@@ -248,6 +244,24 @@ func auditFlagsCmd(e *env) *cobra.Command {
 						j.EventName, j.User, dash(j.Facility), dash(j.Patient), fl.Detail)
 				}
 				return tw.Flush()
+			}
+			if ri, ok := e.runningNode(); ok {
+				path := "/api/v1/audit/flags?" + q.Encode()
+				for _, k := range ks {
+					path += "&kind=" + string(k)
+				}
+				var out struct{ Flags []audit.Flag }
+				if err := e.api(ri, http.MethodGet, path, nil, &out); err != nil {
+					return err
+				}
+				return show(out.Flags)
+			}
+			return e.withNode(func(n *node.Node) error {
+				flags, err := n.Audit.Flags(e.ctx, e.auditActor(n), q, ks...)
+				if err != nil {
+					return err
+				}
+				return show(flags)
 			})
 		},
 	}

@@ -199,7 +199,10 @@ func TestFederationProcesses(t *testing.T) {
 	}
 	c.ok("pull", cands[0].ManifestID, "--purpose", "ETREAT", "--break-glass", "unconscious in the trauma bay")
 	if out := a.ok("audit", "search", "--break-glass", "-o", "json"); !strings.Contains(out, "trauma bay") {
-		t.Fatalf("break-glass not flagged at the owner: %s", out)
+		t.Fatalf("break-glass not recorded at the owner: %s", out)
+	}
+	if out := a.ok("audit", "flags", "--kind", "break-glass", "-o", "json"); !strings.Contains(out, `"kind": "break-glass"`) {
+		t.Fatalf("break-glass not flagged for review at the owner: %s", out)
 	}
 	a.ok("consent", "revoke", dirID)
 	if out := a.ok("consent", "list", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json"); strings.TrimSpace(out) != "[]" {
