@@ -51,9 +51,9 @@ func Handler(c Config) http.Handler {
 	mux.HandleFunc("GET /dicom-web/studies", s.qidoStudies)
 	mux.HandleFunc("GET /dicom-web/studies/{study}/series", s.qidoSeries)
 	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances", s.qidoInstances)
-	mux.HandleFunc("GET /dicom-web/studies/{study}", s.wadoStudy)
-	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}", s.wadoSeries)
-	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}", s.wadoInstance)
+	mux.HandleFunc("GET /dicom-web/studies/{study}", s.wado)
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}", s.wado)
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}", s.wado)
 	mux.HandleFunc("POST /dicom-web/studies", s.stow)
 	mux.HandleFunc("OPTIONS /dicom-web/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	return cors(mux)
@@ -356,7 +356,8 @@ func (s *service) writeInstances(ctx context.Context, w http.ResponseWriter, r *
 	mw.Close()
 }
 
-func (s *service) wadoStudy(w http.ResponseWriter, r *http.Request) {
+// wado serves a study, a series or an instance: the path says which.
+func (s *service) wado(w http.ResponseWriter, r *http.Request) {
 	ctx, ok := s.ctx(w, r)
 	if !ok {
 		return
@@ -366,62 +367,23 @@ func (s *service) wadoStudy(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	series, instance := r.PathValue("series"), r.PathValue("instance")
 	var sops []string
 	for _, se := range st.Series {
+		if series != "" && se.UID != series {
+			continue
+		}
 		for _, in := range se.Instances {
-			sops = append(sops, in.SOPInstanceUID)
+			if instance == "" || in.SOPInstanceUID == instance {
+				sops = append(sops, in.SOPInstanceUID)
+			}
 		}
 	}
-	s.writeInstances(ctx, w, r, st.UID, sops)
-}
-
-func (s *service) wadoSeries(w http.ResponseWriter, r *http.Request) {
-	ctx, ok := s.ctx(w, r)
-	if !ok {
-		return
-	}
-	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	se, found := findSeries(st, r.PathValue("series"))
-	if !found {
+	if len(sops) == 0 {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	var sops []string
-	for _, in := range se.Instances {
-		sops = append(sops, in.SOPInstanceUID)
-	}
 	s.writeInstances(ctx, w, r, st.UID, sops)
-}
-
-func (s *service) wadoInstance(w http.ResponseWriter, r *http.Request) {
-	ctx, ok := s.ctx(w, r)
-	if !ok {
-		return
-	}
-	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	se, found := findSeries(st, r.PathValue("series"))
-	if !found || !hasInstance(se, r.PathValue("instance")) {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
-	}
-	s.writeInstances(ctx, w, r, st.UID, []string{r.PathValue("instance")})
-}
-
-func hasInstance(se archive.Series, sop string) bool {
-	for _, in := range se.Instances {
-		if in.SOPInstanceUID == sop {
-			return true
-		}
-	}
-	return false
 }
 
 // stow stores the instances of a multipart/related request: each part
