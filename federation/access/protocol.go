@@ -67,9 +67,10 @@ func (s *Server) handle(st network.Stream) {
 	defer st.Close()
 	from := st.Conn().RemotePeer()
 	if !s.checker.cfg.Member(from.String()) {
-		// Not a member: nothing is read, nothing is said.
-		st.Reset()
+		// Not a member: nothing is read, nothing is said. The refusal is
+		// recorded before the stream is reset.
 		s.handler.Refused(context.Background(), from, &RefusedError{Code: CodeNotMember, Reason: "stream from a peer that is not a member"})
+		st.Reset()
 		return
 	}
 	if err := st.Scope().ReserveMemory(maxRequestFrame+maxResponseFrame, network.ReservationPriorityAlways); err != nil {
@@ -87,8 +88,8 @@ func (s *Server) handle(st network.Stream) {
 		err = canon.Unmarshal(body, &env)
 	}
 	if err != nil {
-		st.Reset()
 		s.handler.Refused(ctx, from, &RefusedError{Code: CodeMalformed, Reason: err.Error()})
+		st.Reset()
 		return
 	}
 	req, err := s.checker.Check(env, from)
