@@ -37,6 +37,13 @@ func bomb() []byte {
 	return b
 }
 
+func readParts(t *testing.T, resp *http.Response) [][]byte {
+	t.Helper()
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return parts(t, resp.Header.Get("Content-Type"), b)
+}
+
 func multipartBody(t *testing.T, parts ...[]byte) (*bytes.Buffer, string) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -127,6 +134,59 @@ func TestDICOMweb(t *testing.T) {
 	resp.Body.Close()
 	if !bytes.Equal(got, parts[0]) {
 		t.Fatal("WADO-RS bytes differ from what was stored")
+	}
+
+	// includefield reads what the index does not hold from the instance;
+	// fuzzy matching finds the patient by the given name.
+	decode := func(resp *http.Response) []map[string]struct {
+		VR    string
+		Value []any
+	} {
+		var out []map[string]struct {
+			VR    string
+			Value []any
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		return out
+	}
+	inst := decode(get("/dicom-web/studies/"+st.UID+"/series/"+f.SeriesInstanceUID+"/instances?includefield=00280010&includefield=Columns&SOPInstanceUID="+f.SOPInstanceUID, ""))
+	if len(inst) != 1 || len(inst[0]["00280010"].Value) != 1 || inst[0]["00280010"].Value[0].(float64) != 32 || inst[0]["00280011"].VR != "US" {
+		t.Fatalf("includefield rows and columns: %+v", inst)
+	}
+	given := strings.ToLower(st.Patient.Given)
+	if found := decode(get("/dicom-web/studies?PatientName="+given+"&fuzzymatching=true", "")); len(found) != 1 {
+		t.Fatalf("fuzzy match on the given name found %d studies", len(found))
+	}
+	if found := decode(get("/dicom-web/studies?PatientName="+given, "")); len(found) != 0 {
+		t.Fatalf("exact match on the given name found %d studies", len(found))
+	}
+	resp = get("/dicom-web/studies?includefield=NoSuchKeyword", "")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("unknown includefield: %s", resp.Status)
+	}
+
+	// Metadata refers to the pixel data; the bulk URI serves its bytes,
+	// which are the frame's.
+	resp = get("/dicom-web/studies/"+st.UID+"/series/"+f.SeriesInstanceUID+"/instances/"+f.SOPInstanceUID+"/metadata", "")
+	var md []map[string]struct{ BulkDataURI string }
+	json.NewDecoder(resp.Body).Decode(&md)
+	resp.Body.Close()
+	if len(md) != 1 || md[0]["7FE00010"].BulkDataURI == "" {
+		t.Fatalf("metadata: %+v", md)
+	}
+	bulk := strings.TrimPrefix(md[0]["7FE00010"].BulkDataURI, srv.URL)
+	frame := get(bulk[:strings.Index(bulk, "/bulk/")]+"/frames/1", "")
+	bulkResp := get(bulk, "")
+	fp, bp := readParts(t, frame), readParts(t, bulkResp)
+	if len(fp) != 1 || len(bp) != 1 || !bytes.Equal(fp[0], bp[0]) || len(fp[0]) != 32*32*2 {
+		t.Fatalf("frame and bulk pixel data differ: %d and %d parts", len(fp), len(bp))
+	}
+	resp = get("/dicom-web/studies/"+st.UID+"/series/"+f.SeriesInstanceUID+"/instances/"+f.SOPInstanceUID+"/frames/1", `multipart/related; type="image/jls"`)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotAcceptable {
+		t.Fatalf("frames asked for in JPEG-LS from native data: %s", resp.Status)
 	}
 
 	resp = get("/dicom-web/studies/1.2.3.4", "")

@@ -32,50 +32,41 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestOrthancAsDICOMwebClient: Orthanc (Debian's orthanc and
-// orthanc-dicomweb), configured with the node as a DICOMweb server and as a
-// DICOM modality, pushes a study into it with STOW-RS, finds it with
-// QIDO-RS and retrieves it with WADO-RS; then C-STOREs another study into
-// the node, and receives one the node pushes: all through Orthanc's own
-// REST API, software nobody here wrote, talking to the node unchanged.
-func TestOrthancAsDICOMwebClient(t *testing.T) {
-	orthanc, err := exec.LookPath("Orthanc")
-	plugin := "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-	if _, perr := os.Stat(plugin); err != nil || perr != nil {
+const dicomwebPlugin = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+// needOrthanc skips a test when Orthanc or its DICOMweb plugin is missing.
+func needOrthanc(t *testing.T) {
+	t.Helper()
+	_, err := exec.LookPath("Orthanc")
+	if _, perr := os.Stat(dicomwebPlugin); err != nil || perr != nil {
 		t.Skip("Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)")
 	}
-	n := openTestNode(t)
-	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
-	defer srv.Close()
+}
 
-	// The node's DIMSE service, for Orthanc's C-STORE into it.
-	dl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dctx, dcancel := context.WithCancel(context.Background())
-	defer dcancel()
-	go dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, Finder: n, Mover: n, WithActor: WithActor}).Serve(dctx, dl)
-	nodePort := dl.Addr().(*net.TCPAddr).Port
-
+// startOrthanc runs Orthanc with its DICOMweb plugin on a free loopback
+// port, with cfg over the defaults, until the test ends, and returns its
+// URL and a function that calls its REST API and fails the test on any
+// error.
+func startOrthanc(t *testing.T, cfg map[string]any) (string, func(method, path string, body any) []byte) {
+	t.Helper()
 	dir := t.TempDir()
-	port, dicomPort := freePort(t), freePort(t)
-	cfg := map[string]any{
-		"Name": "orthanc-client", "StorageDirectory": filepath.Join(dir, "storage"), "IndexDirectory": filepath.Join(dir, "storage"),
-		"Plugins": []string{plugin}, "HttpPort": port, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
-		"DicomServerEnabled": true, "DicomAet": "ORTHANC", "DicomPort": dicomPort, "DicomCheckCalledAet": false,
-		"DicomAlwaysAllowStore": true, "HttpTimeout": 120, "SaveJobs": false,
-		"DicomModalities": map[string]any{"node": []any{"DICOMESH", "127.0.0.1", nodePort}},
-		"DicomWeb":        map[string]any{"Enable": true, "Root": "/dicom-web/", "Servers": map[string]any{"node": []string{srv.URL + "/dicom-web/"}}},
+	port := freePort(t)
+	all := map[string]any{
+		"StorageDirectory": filepath.Join(dir, "storage"), "IndexDirectory": filepath.Join(dir, "storage"),
+		"Plugins": []string{dicomwebPlugin}, "HttpPort": port, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+		"DicomServerEnabled": false, "HttpTimeout": 120, "SaveJobs": false,
 	}
-	b, _ := json.Marshal(cfg)
+	for k, v := range cfg {
+		all[k] = v
+	}
+	b, _ := json.Marshal(all)
 	cfgPath := filepath.Join(dir, "orthanc.json")
 	os.WriteFile(cfgPath, b, 0o600)
-	cmd := exec.Command(orthanc, "--logdir="+dir, cfgPath)
+	cmd := exec.Command("Orthanc", "--logdir="+dir, cfgPath)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if r, err := http.Get(url + "/system"); err == nil {
@@ -86,7 +77,7 @@ func TestOrthancAsDICOMwebClient(t *testing.T) {
 			t.Fatal("Orthanc did not start")
 		}
 	}
-	call := func(method, path string, body any) []byte {
+	return url, func(method, path string, body any) []byte {
 		t.Helper()
 		var rd io.Reader
 		switch v := body.(type) {
@@ -109,6 +100,37 @@ func TestOrthancAsDICOMwebClient(t *testing.T) {
 		}
 		return out
 	}
+}
+
+// TestOrthancAsDICOMwebClient: Orthanc (Debian's orthanc and
+// orthanc-dicomweb), configured with the node as a DICOMweb server and as a
+// DICOM modality, pushes a study into it with STOW-RS, finds it with
+// QIDO-RS and retrieves it with WADO-RS; then C-STOREs another study into
+// the node, and receives one the node pushes: all through Orthanc's own
+// REST API, software nobody here wrote, talking to the node unchanged.
+func TestOrthancAsDICOMwebClient(t *testing.T) {
+	needOrthanc(t)
+	n := openTestNode(t)
+	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
+	defer srv.Close()
+
+	// The node's DIMSE service, for Orthanc's C-STORE into it.
+	dl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithCancel(context.Background())
+	defer dcancel()
+	go dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, Finder: n, Mover: n, WithActor: WithActor}).Serve(dctx, dl)
+	nodePort := dl.Addr().(*net.TCPAddr).Port
+
+	dicomPort := freePort(t)
+	_, call := startOrthanc(t, map[string]any{
+		"Name": "orthanc-client", "DicomServerEnabled": true, "DicomAet": "ORTHANC", "DicomPort": dicomPort,
+		"DicomCheckCalledAet": false, "DicomAlwaysAllowStore": true,
+		"DicomModalities": map[string]any{"node": []any{"DICOMESH", "127.0.0.1", nodePort}},
+		"DicomWeb":        map[string]any{"Enable": true, "Root": "/dicom-web/", "Servers": map[string]any{"node": []string{srv.URL + "/dicom-web/"}}},
+	})
 
 	// A study in Orthanc, pushed to the node with STOW-RS.
 	spec, _ := synth.DefaultSpec("ct")

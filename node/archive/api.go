@@ -61,6 +61,8 @@ type InstanceMeta struct {
 	StudyTime        string
 	StudyDescription string
 	AccessionNumber  string
+	StudyID          string
+	Referrer         string // referring physician, PN form
 
 	Modality          string
 	BodyPartExamined  string
@@ -104,6 +106,8 @@ type Study struct {
 	StudyTime   string
 	Description string
 	Accession   string
+	StudyID     string   `json:",omitempty"`
+	Referrer    string   `json:",omitempty"` // referring physician
 	Modalities  []string // sorted, distinct
 	BodyParts   []string // sorted, distinct
 	Series      []Series // ordered by Number, then UID; nil in Studies results
@@ -126,11 +130,16 @@ type Study struct {
 }
 
 // Query selects studies. Zero fields match everything; string fields match
-// exactly except PatientName, which matches case-insensitively as a prefix.
+// exactly except PatientName, which matches case-insensitively: as a
+// pattern when it holds the DICOM wildcards * or ?, else as a prefix; with
+// FuzzyName, a prefix of any one name component matches too. A received
+// study matches PatientID and Issuer under the local patient it was
+// reconciled to.
 type Query struct {
 	PatientID   string
 	Issuer      string
 	PatientName string
+	FuzzyName   bool
 	Modality    string
 	DateFrom    string // YYYYMMDD, inclusive
 	DateTo      string // YYYYMMDD, inclusive

@@ -320,11 +320,15 @@ func (a *Archive) Studies(q Query) ([]Study, error) {
 }
 
 func (q Query) matches(s *Study) bool {
+	id, issuer := s.PatientID, s.Issuer
+	if s.LocalPatientID != "" {
+		id, issuer = s.LocalPatientID, s.LocalIssuer
+	}
 	switch {
-	case q.PatientID != "" && q.PatientID != s.PatientID,
-		q.Issuer != "" && q.Issuer != s.Issuer,
+	case q.PatientID != "" && q.PatientID != id,
+		q.Issuer != "" && q.Issuer != issuer,
 		q.Accession != "" && q.Accession != s.Accession,
-		q.PatientName != "" && !hasPrefixFold(s.PatientName, q.PatientName),
+		q.PatientName != "" && !q.nameMatches(s.PatientName),
 		q.Modality != "" && !slices.Contains(s.Modalities, q.Modality),
 		q.DateFrom != "" && s.StudyDate < q.DateFrom,
 		q.DateTo != "" && s.StudyDate > q.DateTo:
@@ -333,8 +337,53 @@ func (q Query) matches(s *Study) bool {
 	return true
 }
 
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+// nameMatches matches a patient name as the Query documents.
+func (q Query) nameMatches(name string) bool {
+	pat := strings.ToUpper(q.PatientName)
+	name = strings.ToUpper(name)
+	if strings.ContainsAny(pat, "*?") {
+		if wildcard(pat, name) {
+			return true
+		}
+	} else if strings.HasPrefix(name, pat) {
+		return true
+	}
+	if !q.FuzzyName {
+		return false
+	}
+	pat = strings.Trim(pat, "*")
+	for _, c := range strings.FieldsFunc(name, func(r rune) bool { return r == '^' || r == ' ' || r == '=' }) {
+		if pat != "" && strings.HasPrefix(c, pat) {
+			return true
+		}
+	}
+	return false
+}
+
+// wildcard matches s against a DICOM pattern: * any run, ? one character.
+func wildcard(pat, s string) bool {
+	p, r := []rune(pat), []rune(s)
+	// star and mark remember the last * and where it resumed: the usual
+	// linear-time backtracking over a single star.
+	i, j, star, mark := 0, 0, -1, 0
+	for j < len(r) {
+		switch {
+		case i < len(p) && (p[i] == '?' || p[i] == r[j]):
+			i, j = i+1, j+1
+		case i < len(p) && p[i] == '*':
+			star, mark = i, j
+			i++
+		case star >= 0:
+			mark++
+			i, j = star+1, mark
+		default:
+			return false
+		}
+	}
+	for i < len(p) && p[i] == '*' {
+		i++
+	}
+	return i == len(p)
 }
 
 // StudyKey returns the key a study's blocks are encrypted to.

@@ -468,3 +468,38 @@ func TestPerFileSync(t *testing.T) {
 		}
 	}
 }
+
+func TestNameMatching(t *testing.T) {
+	for _, tc := range []struct {
+		q    Query
+		name string
+		want bool
+	}{
+		{Query{PatientName: "doe"}, "DOE^JANE", true},
+		{Query{PatientName: "jane"}, "DOE^JANE", false},
+		{Query{PatientName: "jane", FuzzyName: true}, "DOE^JANE", true},
+		{Query{PatientName: "ja*", FuzzyName: true}, "DOE^JANE", true},
+		{Query{PatientName: "D?E^*"}, "DOE^JANE", true},
+		{Query{PatientName: "*JANE"}, "DOE^JANE", true},
+		{Query{PatientName: "*JAN"}, "DOE^JANE", false},
+		{Query{PatientName: "D*E*E"}, "DOE^JANE", true},
+		{Query{PatientName: "D?E"}, "DOE^JANE", false},
+		{Query{PatientName: "smith", FuzzyName: true}, "DOE^JANE", false},
+	} {
+		if got := tc.q.nameMatches(tc.name); got != tc.want {
+			t.Errorf("%+v against %q: %v, want %v", tc.q, tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestReceivedStudyMatchesLocalPatient: a study reconciled to a local
+// patient is found under that patient, not under the sender's.
+func TestReceivedStudyMatchesLocalPatient(t *testing.T) {
+	s := &Study{PatientID: "THEIRS", Issuer: "OTHER", LocalPatientID: "MINE", LocalIssuer: "HERE"}
+	if !(Query{PatientID: "MINE", Issuer: "HERE"}).matches(s) {
+		t.Fatal("not found under the local patient")
+	}
+	if (Query{PatientID: "THEIRS"}).matches(s) {
+		t.Fatal("found under the sender's patient ID")
+	}
+}

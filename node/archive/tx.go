@@ -121,7 +121,8 @@ func metaOf(s *Study, se *Series, in *Instance) InstanceMeta {
 		StudyInstanceUID: s.UID, TransferSyntaxUID: in.TransferSyntaxUID,
 		PatientID: s.PatientID, IssuerOfPatientID: s.Issuer, PatientName: s.PatientName,
 		PatientBirthDate: s.BirthDate, PatientSex: s.Sex, StudyDate: s.StudyDate, StudyTime: s.StudyTime,
-		StudyDescription: s.Description, AccessionNumber: s.Accession, Modality: se.Modality,
+		StudyDescription: s.Description, AccessionNumber: s.Accession, StudyID: s.StudyID, Referrer: s.Referrer,
+		Modality:         se.Modality,
 		BodyPartExamined: se.BodyPart, SeriesDescription: se.Description, SeriesNumber: se.Number,
 		InstanceNumber: in.Number,
 	}
@@ -435,6 +436,7 @@ func (tx *Tx) study() Study {
 			st.PatientID, st.Issuer, st.PatientName = m.PatientID, m.IssuerOfPatientID, m.PatientName
 			st.BirthDate, st.Sex, st.StudyDate, st.StudyTime = m.PatientBirthDate, m.PatientSex, m.StudyDate, m.StudyTime
 			st.Description, st.Accession = m.StudyDescription, m.AccessionNumber
+			st.StudyID, st.Referrer = m.StudyID, m.Referrer
 		}
 		se := series[m.SeriesInstanceUID]
 		if se == nil || (added && !fresh[m.SeriesInstanceUID]) {

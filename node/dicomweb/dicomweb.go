@@ -6,13 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/dicomesh/dicomesh/node/archive"
@@ -48,12 +45,22 @@ func Handler(c Config) http.Handler {
 	}
 	s := &service{c}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /dicom-web/studies", s.qidoStudies)
-	mux.HandleFunc("GET /dicom-web/studies/{study}/series", s.qidoSeries)
-	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances", s.qidoInstances)
+	mux.HandleFunc("GET /dicom-web/studies", s.qido(studyLevel))
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series", s.qido(seriesLevel))
+	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances", s.qido(instanceLevel))
 	mux.HandleFunc("GET /dicom-web/studies/{study}", s.wado)
 	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}", s.wado)
 	mux.HandleFunc("GET /dicom-web/studies/{study}/series/{series}/instances/{instance}", s.wado)
+	for _, p := range []string{"/studies/{study}", "/studies/{study}/series/{series}", "/studies/{study}/series/{series}/instances/{instance}"} {
+		mux.HandleFunc("GET /dicom-web"+p+"/metadata", s.metadata)
+		mux.HandleFunc("GET /dicom-web"+p+"/thumbnail", s.rendered(true))
+	}
+	inst := "GET /dicom-web/studies/{study}/series/{series}/instances/{instance}"
+	mux.HandleFunc(inst+"/rendered", s.rendered(false))
+	mux.HandleFunc(inst+"/frames/{frames}", s.frames)
+	mux.HandleFunc(inst+"/frames/{frames}/rendered", s.rendered(false))
+	mux.HandleFunc(inst+"/frames/{frames}/thumbnail", s.rendered(true))
+	mux.HandleFunc(inst+"/bulk/{path...}", s.bulk)
 	mux.HandleFunc("POST /dicom-web/studies", s.stow)
 	mux.HandleFunc("OPTIONS /dicom-web/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	return cors(mux)
@@ -93,8 +100,10 @@ func fail(w http.ResponseWriter, err error) {
 
 // attr is one attribute in the DICOM JSON model (PS3.18 F.2).
 type attr struct {
-	VR    string `json:"vr"`
-	Value []any  `json:"Value,omitempty"`
+	VR           string `json:"vr"`
+	Value        []any  `json:"Value,omitempty"`
+	InlineBinary string `json:"InlineBinary,omitempty"`
+	BulkDataURI  string `json:"BulkDataURI,omitempty"`
 }
 
 type dataset map[string]attr
@@ -133,183 +142,6 @@ func writeDICOMJSON(w http.ResponseWriter, out []dataset) {
 	json.NewEncoder(w).Encode(out)
 }
 
-// query reads the QIDO-RS matching keys the archive's index supports.
-func query(r *http.Request) (archive.Query, int, int, error) {
-	v := r.URL.Query()
-	get := func(names ...string) string {
-		for _, n := range names {
-			if x := v.Get(n); x != "" {
-				return x
-			}
-		}
-		return ""
-	}
-	q := archive.Query{
-		PatientID: get("PatientID", "00100020"), Issuer: get("IssuerOfPatientID", "00100021"),
-		PatientName: strings.TrimRight(get("PatientName", "00100010"), "*"), Modality: get("ModalitiesInStudy", "00080061"),
-		Accession: get("AccessionNumber", "00080050"),
-	}
-	if d := get("StudyDate", "00080020"); d != "" {
-		from, to, isRange := strings.Cut(d, "-")
-		q.DateFrom, q.DateTo = from, to
-		if !isRange {
-			q.DateTo = from
-		}
-	}
-	limit, offset := 0, 0
-	var err error
-	if x := v.Get("limit"); x != "" {
-		if limit, err = strconv.Atoi(x); err != nil || limit < 0 {
-			return q, 0, 0, fmt.Errorf("limit %q", x)
-		}
-	}
-	if x := v.Get("offset"); x != "" {
-		if offset, err = strconv.Atoi(x); err != nil || offset < 0 {
-			return q, 0, 0, fmt.Errorf("offset %q", x)
-		}
-	}
-	return q, limit, offset, nil
-}
-
-func (s *service) qidoStudies(w http.ResponseWriter, r *http.Request) {
-	ctx, ok := s.ctx(w, r)
-	if !ok {
-		return
-	}
-	q, limit, offset, err := query(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if uid := r.URL.Query().Get("StudyInstanceUID"); uid != "" {
-		st, err := s.c.Store.Study(ctx, uid)
-		if errors.Is(err, archive.ErrNotFound) {
-			writeDICOMJSON(w, nil)
-			return
-		}
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeDICOMJSON(w, []dataset{studyAttrs(r, st)})
-		return
-	}
-	studies, err := s.c.Store.Studies(ctx, q)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	sort.Slice(studies, func(i, j int) bool { return studies[i].StudyDate+studies[i].UID > studies[j].StudyDate+studies[j].UID })
-	if offset > len(studies) {
-		offset = len(studies)
-	}
-	studies = studies[offset:]
-	if limit > 0 && limit < len(studies) {
-		studies = studies[:limit]
-	}
-	var out []dataset
-	for _, st := range studies {
-		out = append(out, studyAttrs(r, st))
-	}
-	writeDICOMJSON(w, out)
-}
-
-func base(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + "/dicom-web"
-}
-
-func studyAttrs(r *http.Request, st archive.Study) dataset {
-	d := dataset{}
-	d.str("00080020", "DA", st.StudyDate)
-	d.str("00080030", "TM", st.StudyTime)
-	d.str("00080050", "SH", st.Accession)
-	d.strs("00080061", "CS", st.Modalities)
-	d.str("00081190", "UR", base(r)+"/studies/"+st.UID)
-	d.pn("00100010", st.PatientName)
-	id, issuer := st.PatientID, st.Issuer
-	if st.LocalPatientID != "" {
-		// A received study is shown under the local patient.
-		id, issuer = st.LocalPatientID, st.LocalIssuer
-	}
-	d.str("00100020", "LO", id)
-	d.str("00100021", "LO", issuer)
-	d.str("00100030", "DA", st.BirthDate)
-	d.str("00100040", "CS", st.Sex)
-	d.str("00081030", "LO", st.Description)
-	d.str("0020000D", "UI", st.UID)
-	d.num("00201206", "IS", st.SeriesCount)
-	d.num("00201208", "IS", st.Instances)
-	return d
-}
-
-func (s *service) qidoSeries(w http.ResponseWriter, r *http.Request) {
-	ctx, ok := s.ctx(w, r)
-	if !ok {
-		return
-	}
-	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	var out []dataset
-	for _, se := range st.Series {
-		d := dataset{}
-		d.str("00080060", "CS", se.Modality)
-		d.str("0008103E", "LO", se.Description)
-		d.str("00180015", "CS", se.BodyPart)
-		d.str("0020000D", "UI", st.UID)
-		d.str("0020000E", "UI", se.UID)
-		d.num("00200011", "IS", se.Number)
-		d.num("00201209", "IS", len(se.Instances))
-		d.str("00081190", "UR", base(r)+"/studies/"+st.UID+"/series/"+se.UID)
-		out = append(out, d)
-	}
-	writeDICOMJSON(w, out)
-}
-
-func (s *service) qidoInstances(w http.ResponseWriter, r *http.Request) {
-	ctx, ok := s.ctx(w, r)
-	if !ok {
-		return
-	}
-	st, err := s.c.Store.Study(ctx, r.PathValue("study"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	se, ok := findSeries(st, r.PathValue("series"))
-	if !ok {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
-	}
-	var out []dataset
-	for _, in := range se.Instances {
-		d := dataset{}
-		d.str("00080016", "UI", in.SOPClassUID)
-		d.str("00080018", "UI", in.SOPInstanceUID)
-		d.str("0020000D", "UI", st.UID)
-		d.str("0020000E", "UI", se.UID)
-		d.num("00200013", "IS", in.Number)
-		d.str("00081190", "UR", base(r)+"/studies/"+st.UID+"/series/"+se.UID+"/instances/"+in.SOPInstanceUID)
-		out = append(out, d)
-	}
-	writeDICOMJSON(w, out)
-}
-
-func findSeries(st archive.Study, uid string) (archive.Series, bool) {
-	for _, se := range st.Series {
-		if se.UID == uid {
-			return se, true
-		}
-	}
-	return archive.Series{}, false
-}
-
 // acceptsDICOM reports whether the Accept header allows
 // multipart/related; type="application/dicom".
 func acceptsDICOM(r *http.Request) bool {
@@ -318,8 +150,8 @@ func acceptsDICOM(r *http.Request) bool {
 		return true
 	}
 	for _, part := range strings.Split(a, ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err == nil && mt == "multipart/related" && (params["type"] == "" || params["type"] == "application/dicom") {
+		mt, params := mediaRange(part)
+		if mt == "multipart/related" && (params["type"] == "" || params["type"] == "application/dicom") {
 			return true
 		}
 	}
@@ -367,17 +199,9 @@ func (s *service) wado(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	series, instance := r.PathValue("series"), r.PathValue("instance")
 	var sops []string
-	for _, se := range st.Series {
-		if series != "" && se.UID != series {
-			continue
-		}
-		for _, in := range se.Instances {
-			if instance == "" || in.SOPInstanceUID == instance {
-				sops = append(sops, in.SOPInstanceUID)
-			}
-		}
+	for _, x := range refs(st, r) {
+		sops = append(sops, x.sop)
 	}
 	if len(sops) == 0 {
 		http.Error(w, "not found", http.StatusNotFound)

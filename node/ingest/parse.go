@@ -41,6 +41,8 @@ func Parse(data []byte) (archive.InstanceMeta, error) {
 		StudyTime:         get(tag.StudyTime),
 		StudyDescription:  get(tag.StudyDescription),
 		AccessionNumber:   get(tag.AccessionNumber),
+		StudyID:           get(tag.StudyID),
+		Referrer:          get(tag.ReferringPhysicianName),
 		Modality:          get(tag.Modality),
 		BodyPartExamined:  get(tag.BodyPartExamined),
 		SeriesDescription: get(tag.SeriesDescription),
