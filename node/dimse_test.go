@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/dicomesh/dicomesh/internal/synth"
+	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/dimse"
 )
 
@@ -71,8 +74,8 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 	if err := run(storescu, args...); err != nil {
 		t.Fatalf("storescu: %v", err)
 	}
-	got, err := n.Archive.Study(st.UID)
-	if err != nil || got.Instances != len(st.Files) {
+	got, err := waitStudy(n, st.UID, len(st.Files))
+	if err != nil {
 		t.Fatalf("after C-STORE the node holds %+v %v", got, err)
 	}
 	for _, f := range st.Files {
@@ -193,6 +196,22 @@ func waitPort(t *testing.T, port int) {
 	t.Fatalf("nothing listens on port %d", port)
 }
 
+// waitStudy waits until the study has the given number of instances: an
+// association's instances are committed after its release is answered.
+func waitStudy(n *Node, uid string, instances int) (archive.Study, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got, err := n.Archive.Study(uid)
+		if err == nil && got.Instances == instances || time.Now().After(deadline) {
+			if err == nil && got.Instances != instances {
+				err = fmt.Errorf("%d instances, want %d", got.Instances, instances)
+			}
+			return got, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestSpoolRecovery: instances acknowledged (spooled) but not yet
 // committed when the node stops are committed by the next run; the spool
 // holds no readable patient data.
@@ -208,14 +227,24 @@ func TestSpoolRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	es, _ := os.ReadDir(n.spoolDir("assoc1"))
-	if len(es) != 1 {
-		t.Fatalf("%d spool files", len(es))
+	var used, empty []string
+	for _, e := range es {
+		if info, _ := e.Info(); info.Size() > 0 {
+			used = append(used, filepath.Join(n.spoolDir("assoc1"), e.Name()))
+		} else {
+			empty = append(empty, filepath.Join(n.spoolDir("assoc1"), e.Name()))
+		}
 	}
-	if b, _ := os.ReadFile(n.spoolDir("assoc1") + "/" + es[0].Name()); bytes.Contains(b, []byte(st.Patient.ID)) {
+	if len(used) != 1 || len(empty) == 0 {
+		t.Fatalf("%d spool files written, %d made ahead", len(used), len(empty))
+	}
+	b, _ := os.ReadFile(used[0])
+	if bytes.Contains(b, []byte(st.Patient.ID)) {
 		t.Fatal("the spool holds the patient ID in clear")
 	}
-	// A write that was never acknowledged, left by the crash.
-	os.WriteFile(n.spoolDir("assoc1")+"/.tmp-123", []byte("partial"), 0o600)
+	// A write that was never acknowledged, cut short by the crash: the
+	// first half of an encrypted instance in a file made ahead.
+	os.WriteFile(empty[0], b[:len(b)/2], 0o600)
 	// As if the process died here: a new node on the same home.
 	home := n.Home
 	n.Close()
@@ -230,5 +259,8 @@ func TestSpoolRecovery(t *testing.T) {
 	}
 	if _, err := os.Stat(n2.spoolDir("assoc1")); !os.IsNotExist(err) {
 		t.Fatal("the spool was not emptied")
+	}
+	if aside, _ := os.ReadDir(home.Path("spool-damaged")); len(aside) != 1 {
+		t.Fatalf("%d files set aside, want the one cut short", len(aside))
 	}
 }

@@ -41,6 +41,9 @@ type Node struct {
 
 	log *slog.Logger
 
+	slotsMu sync.Mutex
+	slots   map[string][]string // spool files made ahead, by association
+
 	rtMu    sync.Mutex
 	rt      *fedRuntime // while running in a federation
 	running *running    // while Run runs

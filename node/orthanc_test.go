@@ -190,7 +190,7 @@ func TestOrthancAsDICOMwebClient(t *testing.T) {
 	var orthancStudies []string
 	json.Unmarshal(call("GET", "/studies", nil), &orthancStudies)
 	call("POST", "/modalities/node/store", map[string]any{"Resources": orthancStudies, "Synchronous": true})
-	if got, err := n.Archive.Study(st2.UID); err != nil || got.Instances != len(st2.Files) {
+	if got, err := waitStudy(n, st2.UID, len(st2.Files)); err != nil {
 		t.Fatalf("after Orthanc's C-STORE the node holds %+v %v", got, err)
 	}
 	// ... and the node pushes the first study back into it by C-STORE, as

@@ -11,7 +11,7 @@ import (
 	"github.com/dicomesh/dicomesh/node/audit"
 )
 
-func openTestNode(t *testing.T) *Node {
+func openTestNode(t testing.TB) *Node {
 	t.Helper()
 	h := Home(filepath.Join(t.TempDir(), "home"))
 	if _, err := Init(h, DefaultConfig()); err != nil {

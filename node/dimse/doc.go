@@ -3,12 +3,14 @@
 // send studies in and query the archive unchanged: association negotiation
 // (called and calling AE titles, presentation contexts with the common
 // transfer syntaxes, maximum PDU length), C-ECHO, C-STORE, C-FIND at
-// study and series level and C-MOVE (Study Root and Patient Root). A received data set is wrapped
-// in a Part 10 file with a file meta group built from the association,
+// study and series level and C-MOVE (Study Root and Patient Root). A
+// received data set is wrapped in a Part 10 file with a file meta group built from the association,
 // passed through the node's guarded parser, and made durable before the
 // response says success: an acknowledged instance is stored. A Store that
 // is also a Spooler (the node) keeps each instance in an encrypted, synced
-// spool and commits the association's instances together at its end.
+// spool and commits the association's instances together once it has
+// ended: a release is answered at once, since every acknowledged instance
+// is already durable, and the study is visible after the commit.
 //
 // Every length a peer declares (PDU, item, PDV, command element) is checked
 // against what is really there and against hard limits before anything is

@@ -220,7 +220,9 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 		}
 		switch typ {
 		case pduReleaseRQ:
-			commitSpool() // stored before the peer hears the association is over
+			// Every acknowledged instance is durable in the spool: the
+			// peer is released at once, and the deferred commit makes
+			// the study visible after.
 			return writePDU(c, pduReleaseRP, []byte{0, 0, 0, 0})
 		case pduAbort:
 			return errors.New("aborted by the peer")
@@ -274,14 +276,14 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 				if err := s.answerMove(actx, c, cmdCtx, ctxs[cmdCtx].syntax, m, data, peerMax); err != nil {
 					return err
 				}
-				cmd, data = nil, nil
+				cmd, data = cmd[:0], data[:0]
 				continue
 			}
 			if err == nil && m.field == cFindRQ {
 				if err := s.answerFind(actx, c, cmdCtx, ctxs[cmdCtx].syntax, m, data, peerMax); err != nil {
 					return err
 				}
-				cmd, data = nil, nil
+				cmd, data = cmd[:0], data[:0]
 				continue
 			}
 			if err != nil || m.field != cStoreRQ {
@@ -292,7 +294,8 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 			if err := s.respond(c, cmdCtx, m, 0x8001, status, peerMax); err != nil {
 				return err
 			}
-			cmd, data = nil, nil
+			// The stored instance was copied: the buffers serve the next.
+			cmd, data = cmd[:0], data[:0]
 		}
 	}
 }
