@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"filippo.io/age"
 	"golang.org/x/sys/unix"
@@ -71,12 +72,17 @@ func (n *Node) spoolFile(assoc string) (string, error) {
 	return name, nil
 }
 
+// spoolBuffers keep the ciphertext of instances being spooled.
+var spoolBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // Spool keeps one received instance durably, encrypted.
 func (n *Node) Spool(_ context.Context, assoc string, data []byte) error {
-	var buf bytes.Buffer
+	buf := spoolBuffers.Get().(*bytes.Buffer)
+	defer spoolBuffers.Put(buf)
+	buf.Reset()
 	// age adds a header and 16 bytes a 64 KiB chunk: grown once.
 	buf.Grow(len(data) + len(data)/(64<<10)*16 + 1024)
-	w, err := age.Encrypt(&buf, n.Identity.Recipient())
+	w, err := age.Encrypt(buf, n.Identity.Recipient())
 	if err != nil {
 		return err
 	}

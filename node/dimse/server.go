@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -209,7 +210,7 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 	if s.cfg.WithActor != nil {
 		actx = s.cfg.WithActor(ctx, audit.Actor{User: "dicom:" + rq.calling, Address: c.RemoteAddr().String()})
 	}
-	var cmd, data []byte
+	var cmd, data, file []byte
 	var cmdCtx byte
 	for {
 		c.SetDeadline(time.Now().Add(s.cfg.IdleTimeout))
@@ -290,7 +291,7 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 				writePDU(c, pduAbort, []byte{0, 0, 2, 0})
 				return fmt.Errorf("%w: a data set without a C-STORE or C-FIND request", ErrMalformed)
 			}
-			status := s.store(actx, assoc, ctxs[cmdCtx].syntax, m, data)
+			status := s.store(actx, assoc, ctxs[cmdCtx].syntax, m, data, &file)
 			if err := s.respond(c, cmdCtx, m, 0x8001, status, peerMax); err != nil {
 				return err
 			}
@@ -312,8 +313,15 @@ func contains(l []string, s string) bool {
 // store wraps a received data set in a Part 10 file, passes it through the
 // guarded parser and commits it; the status says how it went. Success
 // means the instance is durably stored: the response waits for the commit.
-func (s *Server) store(ctx context.Context, assoc, syntax string, m command, data []byte) uint16 {
-	file := part10(m.sopClass, m.sopInstance, syntax, data)
+// A Spooler copies what it keeps, so the file is built in *buf, which
+// serves the association's next instance too.
+func (s *Server) store(ctx context.Context, assoc, syntax string, m command, data []byte, buf *[]byte) uint16 {
+	var dst []byte
+	if _, ok := s.cfg.Store.(Spooler); ok {
+		dst = (*buf)[:0]
+	}
+	file := part10(dst, m.sopClass, m.sopInstance, syntax, data)
+	*buf = file
 	meta, err := ingest.Parse(file)
 	if err != nil {
 		s.cfg.Logger.Info("C-STORE refused", "sop", m.sopInstance, "err", err)
@@ -333,9 +341,9 @@ func (s *Server) store(ctx context.Context, assoc, syntax string, m command, dat
 	return 0x0000
 }
 
-// part10 builds a DICOM file: preamble, "DICM", a file meta group from
-// the association, then the data set as received.
-func part10(class, instance, syntax string, data []byte) []byte {
+// part10 builds a DICOM file in dst: preamble, "DICM", a file meta group
+// from the association, then the data set as received.
+func part10(dst []byte, class, instance, syntax string, data []byte) []byte {
 	el := func(b []byte, elem uint16, vr string, v []byte) []byte {
 		b = binary.LittleEndian.AppendUint16(b, 0x0002)
 		b = binary.LittleEndian.AppendUint16(b, elem)
@@ -355,7 +363,8 @@ func part10(class, instance, syntax string, data []byte) []byte {
 	meta = el(meta, 0x0010, "UI", uidBytes(syntax))
 	meta = el(meta, 0x0012, "UI", uidBytes(implementationUID))
 	meta = el(meta, 0x0013, "SH", []byte(implementationName))
-	out := make([]byte, 128, 128+4+12+len(meta)+len(data))
+	out := slices.Grow(dst[:0], 128+4+12+len(meta)+len(data))[:128]
+	clear(out)
 	out = append(out, "DICM"...)
 	out = el(out, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(len(meta))))
 	out = append(out, meta...)

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# C-STORE benchmark: the generated CT sent by dcmtk's storescu over one
+# association to a running dicomesh node, to dcmtk's storescp and to
+# Orthanc's DICOM server, side by side.
+#
+#   bench/cstore.sh [-n REPS] [-s SLICES]
+#
+# dicomesh answers each C-STORE once the instance is encrypted and synced
+# in its spool (durable), and commits the study to the archive after the
+# association; the time is storescu's, then the study is checked in the
+# archive. Orthanc runs with SyncStorageArea=true. storescp writes files
+# and syncs nothing: its figure is the ceiling of the sender and the link.
+# TCP_NODELAY=1 is set for dcmtk. The ratios are the anchor's time over
+# dicomesh's: above 1, dicomesh is faster.
+#
+# Needs: go, dcmtk, orthanc, curl.
+set -euo pipefail
+
+reps=3 slices=400
+while getopts "n:s:h" o; do
+	case $o in
+	n) reps=$OPTARG ;;
+	s) slices=$OPTARG ;;
+	*) sed -n '2,16p' "$0"; exit 2 ;;
+	esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/dicomesh-cstore.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+http=${ORTHANC_HTTP_PORT:-28044}
+dport=${DICOM_PORT:-28104}
+export TCP_NODELAY=1
+
+(cd "$root" && go build -o "$work/dicomesh" ./cmd/dicomesh)
+dm=$work/dicomesh
+"$dm" synth --preset ct --slices "$slices" --out "$work/ct" >/dev/null
+files=("$work"/ct/*/*.dcm)
+mb=$(cat "${files[@]}" | wc -c)
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+now() { date +%s.%N; }
+send() { # send AET PORT: seconds taken by storescu
+	local t0 t1
+	t0=$(now)
+	storescu -aet BENCH -aec "$1" 127.0.0.1 "$2" "${files[@]}" >/dev/null 2>&1
+	t1=$(now)
+	echo "$t1 - $t0" | bc -l
+}
+waitport() { for _ in $(seq 300); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+d=() s=() o=()
+for i in $(seq "$reps"); do
+	h=$work/node$i
+	"$dm" --home "$h" init >/dev/null
+	"$dm" --home "$h" run --p2p /ip4/127.0.0.1/tcp/0 --http 127.0.0.1:0 --dicom "127.0.0.1:$dport" --aet DICOMESH >"$h.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	waitport "$dport"
+	d+=("$(send DICOMESH "$dport")")
+	# The study is in the archive once the association's commit is done.
+	for _ in $(seq 600); do
+		n=$("$dm" --home "$h" studies -o json 2>/dev/null | grep -o '"instances": *[0-9]*' | head -1 | grep -o '[0-9]*$' || true)
+		[[ ${n:-0} -eq $slices ]] && break
+		sleep 0.1
+	done
+	[[ ${n:-0} -eq $slices ]] || { echo "dicomesh holds ${n:-0} of $slices instances" >&2; tail "$h.log" >&2; exit 1; }
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+
+	out=$work/scp$i
+	mkdir -p "$out"
+	storescp -od "$out" "$dport" >/dev/null 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	waitport "$dport"
+	s+=("$(send ANY "$dport")")
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	[[ $(ls "$out" | wc -l) -eq $slices ]] || { echo "storescp wrote $(ls "$out" | wc -l) files" >&2; exit 1; }
+
+	st=$work/orthanc$i
+	mkdir -p "$st/storage"
+	cat >"$st/orthanc.json" <<-JSON
+		{"Name": "bench", "StorageDirectory": "$st/storage", "IndexDirectory": "$st/storage",
+		 "StorageCompression": false, "SyncStorageArea": true, "Plugins": [],
+		 "HttpPort": $http, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+		 "DicomServerEnabled": true, "DicomAet": "ORTHANC", "DicomPort": $dport,
+		 "DicomCheckCalledAet": false, "DicomAlwaysAllowStore": true, "SaveJobs": false}
+	JSON
+	Orthanc --logfile="$st/orthanc.log" "$st/orthanc.json" >"$st/stdout.log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$http/system" && break; sleep 0.1; done
+	waitport "$dport"
+	o+=("$(send ORTHANC "$dport")")
+	got=$(curl -sf "http://127.0.0.1:$http/statistics" | grep -o '"CountInstances" : [0-9]*' | grep -o '[0-9]*$')
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	[[ $got -eq $slices ]] || { echo "Orthanc holds $got instances" >&2; exit 1; }
+done
+dm_s=$(median "${d[@]}") scp_s=$(median "${s[@]}") or_s=$(median "${o[@]}")
+mbytes=$(echo "$mb / 1000000" | bc -l)
+printf 'CT %d slices, %.1f MB, storescu over one association, median of %d, load %s\n\n' "$slices" "$mbytes" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '| receiver | s | MB/s | dicomesh vs it |\n|---|---|---|---|\n'
+printf '| dicomesh (each instance synced before success) | %.2f | %.0f | |\n' "$dm_s" "$(echo "$mbytes / $dm_s" | bc -l)"
+printf '| storescp (writes, never syncs) | %.2f | %.0f | %.2fx |\n' "$scp_s" "$(echo "$mbytes / $scp_s" | bc -l)" "$(echo "$scp_s / $dm_s" | bc -l)"
+printf '| Orthanc (SyncStorageArea) | %.2f | %.0f | %.2fx |\n' "$or_s" "$(echo "$mbytes / $or_s" | bc -l)" "$(echo "$or_s / $dm_s" | bc -l)"
+printf '\nsamples (s): dicomesh %s; storescp %s; Orthanc %s\n' "${d[*]}" "${s[*]}" "${o[*]}"
