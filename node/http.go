@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dicomesh/dicomesh/federation/blocks"
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
 	"github.com/dicomesh/dicomesh/node/dicomweb"
@@ -124,6 +126,10 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 		if req.User == "" {
 			req.User = a.User
 		}
+		if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+			n.streamPull(w, r, a, req)
+			return
+		}
 		st, err := n.Pull(WithActor(r.Context(), a), req, nil)
 		var de *DeniedError
 		if errors.As(err, &de) {
@@ -227,6 +233,52 @@ func (n *Node) httpActor(r *http.Request) (audit.Actor, error) {
 }
 
 // writeResult answers v as JSON, or err as a 500 with its text.
+// PullEvent is one line of a pull streamed as NDJSON: progress while the
+// blocks arrive, then the stored study, or the error (Denied when the
+// owner refused).
+type PullEvent struct {
+	Progress *blocks.Progress `json:"progress,omitempty"`
+	Study    *archive.Study   `json:"study,omitempty"`
+	Error    string           `json:"error,omitempty"`
+	Denied   bool             `json:"denied,omitempty"`
+}
+
+// pullProgressEvery is how often progress is written at most.
+const pullProgressEvery = 100 * time.Millisecond
+
+// streamPull runs a pull and answers with PullEvents, one a line.
+func (n *Node) streamPull(w http.ResponseWriter, r *http.Request, a audit.Actor, req PullRequest) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	var mu sync.Mutex
+	var last time.Time
+	progress := func(p blocks.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < pullProgressEvery {
+			return
+		}
+		last = time.Now()
+		enc.Encode(PullEvent{Progress: &p})
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	st, err := n.Pull(WithActor(r.Context(), a), req, progress)
+	mu.Lock()
+	defer mu.Unlock()
+	var de *DeniedError
+	switch {
+	case errors.As(err, &de):
+		enc.Encode(PullEvent{Error: de.Error(), Denied: true})
+	case err != nil:
+		enc.Encode(PullEvent{Error: err.Error()})
+	default:
+		enc.Encode(PullEvent{Study: &st})
+	}
+}
+
 func writeResult(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {

@@ -159,10 +159,10 @@ func appendWant(b []byte, want []cid.Cid) []byte {
 
 // Progress reports a fetch.
 type Progress struct {
-	Blocks  int64 // blocks now present locally (fetched or already there)
-	Bytes   int64 // their bytes
-	Fetched int64 // blocks fetched by this call
-	Known   int64 // blocks known so far (grows as nodes are read)
+	Blocks  int64 `json:"blocks"`  // blocks now present locally (fetched or already there)
+	Bytes   int64 `json:"bytes"`   // their bytes
+	Fetched int64 `json:"fetched"` // blocks fetched by this call
+	Known   int64 `json:"known"`   // blocks known so far (grows as nodes are read)
 }
 
 // Fetcher fetches DAGs into a local blockstore.

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dicomesh/dicomesh/consent"
+	"github.com/dicomesh/dicomesh/federation/blocks"
 	"github.com/dicomesh/dicomesh/node"
 	"github.com/dicomesh/dicomesh/node/archive"
 )
@@ -82,6 +86,7 @@ recorded in the audit trail.`,
 
 func pullCmd(e *env) *cobra.Command {
 	var purpose, user, breakGlass, localID, localIssuer string
+	var progress bool
 	c := &cobra.Command{
 		Use:   "pull MANIFEST_ID --purpose TREAT|ETREAT|... [--user NAME] [--break-glass REASON]",
 		Short: "Request a study from its owner and, once granted, fetch, verify and store it",
@@ -113,12 +118,17 @@ reason), 1 on other failures.`,
 			}
 			body, _ := json.Marshal(node.PullRequest{Manifest: args[0], Purpose: purpose, User: user, BreakGlass: breakGlass,
 				LocalPatientID: localID, LocalIssuer: localIssuer})
-			var st archive.Study
 			start := time.Now()
-			if err := e.api(ri, http.MethodPost, "/api/v1/pull", body, &st); err != nil {
-				if strings.HasPrefix(err.Error(), "denied by ") {
-					return &exitError{code: exitDenied, err: err}
+			show := progress || isTerminal(e.stderr)
+			st, err := e.pull(ri, body, func(p blocks.Progress) {
+				if show {
+					fmt.Fprintf(e.stderr, "\rpulling: %d of %d blocks known, %.1f MB, %.1fs ", p.Blocks, p.Known, float64(p.Bytes)/1e6, time.Since(start).Seconds())
 				}
+			})
+			if show {
+				fmt.Fprintln(e.stderr)
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "stored study %s (%d instances, %.1f MB) from %s in %.2fs, every instance verified\n",
@@ -131,7 +141,45 @@ reason), 1 on other failures.`,
 	c.Flags().StringVar(&breakGlass, "break-glass", "", "emergency reason: asks the owner to override a refusal where its policy allows")
 	c.Flags().StringVar(&localID, "local-patient-id", "", "the patient's ID here: the study is served to local systems under it")
 	c.Flags().StringVar(&localIssuer, "local-issuer", "", "the issuer of --local-patient-id")
+	c.Flags().BoolVar(&progress, "progress", false, "show progress on standard error even when it is not a terminal")
 	return c
+}
+
+// pull asks the running node to pull and reads its NDJSON answer, telling
+// progress as it comes.
+func (e *env) pull(ri node.RunInfo, body []byte, progress func(blocks.Progress)) (archive.Study, error) {
+	req, err := http.NewRequestWithContext(e.ctx, http.MethodPost, "http://"+ri.HTTP+"/api/v1/pull", bytes.NewReader(body))
+	if err != nil {
+		return archive.Study{}, err
+	}
+	req.Header.Set("X-Dicomesh-User", e.user())
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return archive.Study{}, fmt.Errorf("the running node (pid %d): %w", ri.PID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return archive.Study{}, fmt.Errorf("the running node answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev node.PullEvent
+		if err := dec.Decode(&ev); err != nil {
+			return archive.Study{}, fmt.Errorf("the running node's answer ended: %w", err)
+		}
+		switch {
+		case ev.Progress != nil:
+			progress(*ev.Progress)
+		case ev.Denied:
+			return archive.Study{}, &exitError{code: exitDenied, err: errors.New(ev.Error)}
+		case ev.Error != "":
+			return archive.Study{}, errors.New(ev.Error)
+		case ev.Study != nil:
+			return *ev.Study, nil
+		}
+	}
 }
 
 func consentCmd(e *env) *cobra.Command {

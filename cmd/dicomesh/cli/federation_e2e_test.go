@@ -165,8 +165,11 @@ func TestFederationProcesses(t *testing.T) {
 	if len(cands) != 1 {
 		t.Fatalf("candidates %+v", cands)
 	}
-	if out := c.ok("pull", cands[0].ManifestID, "--purpose", "TREAT", "--user", "dr.house"); !strings.Contains(out, "stored study") {
-		t.Fatalf("pull: %s", out)
+	var pullErr bytes.Buffer
+	pull := c.cmd("pull", cands[0].ManifestID, "--purpose", "TREAT", "--user", "dr.house", "--progress")
+	pull.Stderr = &pullErr
+	if out, err := pull.Output(); err != nil || !strings.Contains(string(out), "stored study") || !strings.Contains(pullErr.String(), "pulling: ") {
+		t.Fatalf("pull: %v\n%s\n%s", err, out, pullErr.String())
 	}
 	if out := c.ok("studies", "--patient-id", "MRN9", "--issuer", "RURAL", "-o", "json"); !strings.Contains(out, `"patient_id": "MRN9"`) {
 		t.Fatalf("the pulled study is not listed: %s", out)
