@@ -124,7 +124,8 @@ func agree(ms []node.Member, n int) bool {
 // one while it runs), publish a study on ingest and find it from another;
 // a follower cut off (paused) misses writes and catches up; the leader is
 // killed and the others go on; it restarts and catches up; an invitation
-// cannot be used twice.
+// cannot be used twice; a member left without a quorum queues its
+// publication durably, through a crash, until the others are back.
 func TestFederationProcesses(t *testing.T) {
 	a, b, c := newHospital(t, "Rural Hospital"), newHospital(t, "Regional Hospital"), newHospital(t, "Tertiary Center")
 	a.ok("federation", "create", "--name", "Valley")
@@ -298,4 +299,33 @@ func TestFederationProcesses(t *testing.T) {
 	leader.eventually("the restarted member to catch up", func() bool {
 		return strings.Contains(leader.try("find", "--patient-id", "MRN7", "--issuer", "CITY", "-o", "json"), `"manifest_id"`)
 	})
+
+	// Quorum lost: the two others are paused. The member left alone still
+	// ingests, queueing the publication in its outbox, and still answers
+	// finds from its replica; it crashes with the publication queued and
+	// restarts; once the others are back, the outbox drains and the
+	// manifest reaches every member.
+	alone, others := leader, rest
+	for _, h := range others {
+		h.run.Process.Signal(syscall.SIGSTOP)
+	}
+	dirQ := filepath.Join(t.TempDir(), "quorum")
+	alone.ok("synth", "--preset", "cr", "--seed", "11", "--patient-id", "MRN11", "--issuer", "ALONE", "--out", dirQ)
+	alone.ok("ingest", dirQ)
+	if out := alone.ok("find", "--patient-id", "MRN7", "--issuer", "CITY", "-o", "json"); !strings.Contains(out, `"manifest_id"`) {
+		t.Fatalf("without a quorum the member no longer answers finds from its replica: %s", out)
+	}
+	if out := alone.try("find", "--patient-id", "MRN11", "--issuer", "ALONE", "-o", "json"); strings.Contains(out, `"manifest_id"`) {
+		t.Fatalf("a manifest was committed without a quorum: %s", out)
+	}
+	alone.kill()
+	alone.start()
+	for _, h := range others {
+		h.run.Process.Signal(syscall.SIGCONT)
+	}
+	for _, h := range []*hospital{a, b, c} {
+		h.eventually("the publication queued without a quorum", func() bool {
+			return strings.Contains(h.try("find", "--patient-id", "MRN11", "--issuer", "ALONE", "-o", "json"), `"manifest_id"`)
+		})
+	}
 }
