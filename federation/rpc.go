@@ -20,8 +20,9 @@ import (
 // per stream, each a length-prefixed frame with a hard limit checked before
 // anything is allocated.
 const (
-	// ApplyProtocol forwards a signed registry command to the leader.
-	ApplyProtocol protocol.ID = "/dicomesh/registry/apply/1.0.0"
+	// ApplyProtocol forwards a batch of signed registry commands to the
+	// leader.
+	ApplyProtocol protocol.ID = "/dicomesh/registry/apply/2.0.0"
 	// ReadProtocol asks the leader for a linearizable read.
 	ReadProtocol protocol.ID = "/dicomesh/registry/read/1.0.0"
 	// JoinProtocol is how a newcomer presents its invitation: the only

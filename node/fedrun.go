@@ -19,7 +19,6 @@ import (
 
 	"github.com/dicomesh/dicomesh/consent"
 	"github.com/dicomesh/dicomesh/crypto"
-	"github.com/dicomesh/dicomesh/crypto/canon"
 	"github.com/dicomesh/dicomesh/federation"
 	"github.com/dicomesh/dicomesh/federation/access"
 	"github.com/dicomesh/dicomesh/federation/blocks"
@@ -45,6 +44,7 @@ type fedRuntime struct {
 	wake    chan struct{}
 	dialing sync.Map // peer.ID -> true while a dial is in flight
 	apply   *federation.Client
+	fwd     chan forwardReq // commands to forward to the leader
 }
 
 // runtime returns the federation runtime of a running node, or nil.
@@ -93,7 +93,7 @@ func (n *Node) startFederation(ctx context.Context, h host.Host, members *federa
 		return nil, err
 	}
 	rt := &fedRuntime{n: n, h: h, members: members, fsm: registry.New(), stores: stores, fs: fs, wake: make(chan struct{}, 1),
-		apply: federation.NewClient(h, federation.ApplyProtocol)}
+		apply: federation.NewClient(h, federation.ApplyProtocol), fwd: make(chan forwardReq)}
 	for _, b := range known {
 		rt.addPeer(b.ID, b.Addrs)
 	}
@@ -120,6 +120,7 @@ func (n *Node) startFederation(ctx context.Context, h host.Host, members *federa
 	n.rt = rt
 	n.rtMu.Unlock()
 	go rt.loop(ctx)
+	go rt.forwardLoop(ctx)
 	return rt, nil
 }
 
@@ -335,12 +336,7 @@ func (rt *fedRuntime) submit(ctx context.Context, cmd registry.Signed) (registry
 			}
 		} else if _, lid := rt.r.LeaderWithID(); lid != "" {
 			if pid, err := peer.Decode(string(lid)); err == nil {
-				out, err := rt.apply.Call(ctx, pid, cmd)
-				if err == nil {
-					var res registry.Result
-					if err := canon.Unmarshal(out, &res); err != nil {
-						return registry.Result{}, err
-					}
+				if res, err := rt.forward(ctx, pid, cmd); err == nil {
 					return res, nil
 				}
 			}
@@ -351,20 +347,6 @@ func (rt *fedRuntime) submit(ctx context.Context, cmd registry.Signed) (registry
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// serveApply is the leader's side of apply forwarding.
-func (rt *fedRuntime) serveApply(ctx context.Context, from peer.ID, cmd []byte) ([]byte, error) {
-	if rt.r.State() != raft.Leader {
-		_, lid := rt.r.LeaderWithID()
-		return nil, &federation.RemoteError{Code: "not-leader", Message: "not the leader", Leader: string(lid)}
-	}
-	f := rt.r.Apply(cmd, 10*time.Second)
-	if err := f.Error(); err != nil {
-		return nil, err
-	}
-	res := f.Response().(registry.Result)
-	return canon.Marshal(&res), nil
 }
 
 // mySecrets opens the federation secrets sealed to this facility.

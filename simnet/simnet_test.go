@@ -3,8 +3,11 @@ package simnet
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/dicomesh/dicomesh/internal/synth"
 	"github.com/dicomesh/dicomesh/node"
 	"github.com/dicomesh/dicomesh/node/ingest"
+	"github.com/dicomesh/dicomesh/registry"
 )
 
 // TestStart: three facilities form a federation; a study ingested at one is
@@ -74,3 +78,75 @@ func patient(st synth.Study) crypto.Patient {
 }
 
 func sleep() { time.Sleep(50 * time.Millisecond) }
+
+// TestForwardedWrites: many writes submitted at once at a follower go to
+// the leader in batches; each gets its own result, a forged one its own
+// rejection, and all are committed.
+func TestForwardedWrites(t *testing.T) {
+	ctx := context.Background()
+	net, err := Start(ctx, Config{Dir: t.TempDir(), Federation: "Valley", Facilities: []string{"A", "B", "C"}, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	var follower *node.Node
+	for _, m := range net.Members {
+		ms, _ := m.Node.Members()
+		for _, x := range ms {
+			if x.Self && !x.Leader && follower == nil {
+				follower = m.Node
+			}
+		}
+	}
+	if follower == nil {
+		t.Fatal("no follower")
+	}
+	fed, _ := follower.Registry().Federation()
+	const n = 300
+	cmds := make([]registry.Signed, n)
+	for i := range cmds {
+		var tok crypto.Token
+		tok.Kind = crypto.TokenID
+		tok.Sum[0], tok.Sum[1] = byte(i), byte(i>>8)
+		m := registry.Manifest{ID: fmt.Sprintf("fw%04d", i), Owner: follower.FacilityID, Version: 1, Tokens: []crypto.Token{tok},
+			Root: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", Bytes: 1, Locator: []byte("x")}
+		if cmds[i], err = registry.Sign(follower.Identity, fed, registry.KindPublishManifest, &m, time.Now(), rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := 7
+	cmds[forged] = append(registry.Signed{}, cmds[forged]...)
+	cmds[forged][len(cmds[forged])-1] ^= 1
+	results := make([]registry.Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = follower.Submit(ctx, cmds[i])
+		}()
+	}
+	wg.Wait()
+	for i := range cmds {
+		if errs[i] != nil {
+			t.Fatalf("command %d: %v", i, errs[i])
+		}
+		if ok := results[i].Code == registry.OK; ok == (i == forged) {
+			t.Fatalf("command %d: %+v", i, results[i])
+		}
+	}
+	for i := range cmds {
+		_, _, found := follower.Registry().Manifest(fmt.Sprintf("fw%04d", i))
+		for range 100 {
+			if found || i == forged {
+				break
+			}
+			sleep()
+			_, _, found = follower.Registry().Manifest(fmt.Sprintf("fw%04d", i))
+		}
+		if found == (i == forged) {
+			t.Fatalf("manifest %d in the replica: %v", i, found)
+		}
+	}
+}
