@@ -253,9 +253,11 @@ func (n *Node) streamPull(w http.ResponseWriter, r *http.Request, a audit.Actor,
 	flusher, _ := w.(http.Flusher)
 	var mu sync.Mutex
 	var last time.Time
+	var latest *blocks.Progress
 	progress := func(p blocks.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
+		latest = &p
 		if time.Since(last) < pullProgressEvery {
 			return
 		}
@@ -268,6 +270,9 @@ func (n *Node) streamPull(w http.ResponseWriter, r *http.Request, a audit.Actor,
 	st, err := n.Pull(WithActor(r.Context(), a), req, progress)
 	mu.Lock()
 	defer mu.Unlock()
+	if latest != nil {
+		enc.Encode(PullEvent{Progress: latest}) // the final count
+	}
 	var de *DeniedError
 	switch {
 	case errors.As(err, &de):

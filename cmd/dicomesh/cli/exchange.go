@@ -120,7 +120,9 @@ reason), 1 on other failures.`,
 				LocalPatientID: localID, LocalIssuer: localIssuer})
 			start := time.Now()
 			show := progress || isTerminal(e.stderr)
+			var last blocks.Progress
 			st, err := e.pull(ri, body, func(p blocks.Progress) {
+				last = p
 				if show {
 					fmt.Fprintf(e.stderr, "\rpulling: %d of %d blocks known, %.1f MB, %.1fs ", p.Blocks, p.Known, float64(p.Bytes)/1e6, time.Since(start).Seconds())
 				}
@@ -131,8 +133,8 @@ reason), 1 on other failures.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "stored study %s (%d instances, %.1f MB) from %s in %.2fs, every instance verified\n",
-				st.UID, st.Instances, float64(st.Bytes)/1e6, st.Source, time.Since(start).Seconds())
+			fmt.Fprintf(e.stdout, "stored study %s (%d instances, %.1f MB) from %s in %.2fs, every instance verified; %d blocks fetched, %d already here\n",
+				st.UID, st.Instances, float64(st.Bytes)/1e6, st.Source, time.Since(start).Seconds(), last.Fetched, last.Blocks-last.Fetched)
 			return nil
 		},
 	}
