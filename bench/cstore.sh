@@ -8,12 +8,14 @@
 # dicomesh answers each C-STORE once the instance is encrypted and synced
 # in its spool (durable), and commits the study to the archive after the
 # association; the time is storescu's, then the study is checked in the
-# archive. Orthanc runs with SyncStorageArea=true. storescp writes files
-# and syncs nothing: its figure is the ceiling of the sender and the link.
+# archive, exported and its datasets compared by SHA-256 with the generated
+# files (untimed; the file meta is the receiver's own, so it is left out).
+# Orthanc runs with SyncStorageArea=true. storescp writes files and syncs
+# nothing: its figure is the ceiling of the sender and the link.
 # TCP_NODELAY=1 is set for dcmtk. The ratios are the anchor's time over
 # dicomesh's: above 1, dicomesh is faster.
 #
-# Needs: go, dcmtk, orthanc, curl.
+# Needs: go, dcmtk, orthanc, curl, sha256sum.
 set -euo pipefail
 
 reps=3 slices=400
@@ -21,7 +23,7 @@ while getopts "n:s:h" o; do
 	case $o in
 	n) reps=$OPTARG ;;
 	s) slices=$OPTARG ;;
-	*) sed -n '2,16p' "$0"; exit 2 ;;
+	*) sed -n '2,18p' "$0"; exit 2 ;;
 	esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +34,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# stop: end the receiver started last, by its PID, and forget it.
+stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pids=(); }
 http=${ORTHANC_HTTP_PORT:-28044}
 dport=${DICOM_PORT:-28104}
 export TCP_NODELAY=1
@@ -41,15 +45,27 @@ dm=$work/dicomesh
 "$dm" synth --preset ct --slices "$slices" --out "$work/ct" >/dev/null
 files=("$work"/ct/*/*.dcm)
 mb=$(cat "${files[@]}" | wc -c)
+uid=$(sed -n 's/^ *"study_uid": "\([0-9.]*\)".*/\1/p' "$work/ct/manifest.json")
+# dsums FILE...: the sorted SHA-256 of each file's dataset, after the preamble
+# and the file meta group (whose length is the UL at byte 140).
+dsums() {
+	local f gl
+	for f in "$@"; do
+		gl=$(od -An -tu4 -j140 -N4 "$f" | tr -d ' ')
+		tail -c +$((144 + gl + 1)) "$f" | sha256sum | cut -c1-64
+	done | sort
+}
+dsums "${files[@]}" >"$work/original.sums"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 now() { date +%s.%N; }
-send() { # send AET PORT: seconds taken by storescu
+send() { # send AET PORT LOG: seconds taken by storescu
 	local t0 t1
 	t0=$(now)
-	storescu -aet BENCH -aec "$1" 127.0.0.1 "$2" "${files[@]}" >/dev/null 2>&1
+	storescu -aet BENCH -aec "$1" 127.0.0.1 "$2" "${files[@]}" >"$3" 2>&1 ||
+		{ echo "storescu to $1 failed:" >&2; tail "$3" >&2; return 1; }
 	t1=$(now)
-	echo "$t1 - $t0" | bc -l
+	printf '%.2f\n' "$(echo "$t1 - $t0" | bc -l)"
 }
 waitport() { for _ in $(seq 300); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
@@ -61,7 +77,8 @@ for i in $(seq "$reps"); do
 	pid=$!
 	pids+=("$pid")
 	waitport "$dport"
-	d+=("$(send DICOMESH "$dport")")
+	t=$(send DICOMESH "$dport" "$h.scu.log") || { tail "$h.log" >&2; exit 1; }
+	d+=("$t")
 	# The study is in the archive once the association's commit is done.
 	for _ in $(seq 600); do
 		n=$("$dm" --home "$h" studies -o json 2>/dev/null | grep -o '"instances": *[0-9]*' | head -1 | grep -o '[0-9]*$' || true)
@@ -69,7 +86,11 @@ for i in $(seq "$reps"); do
 		sleep 0.1
 	done
 	[[ ${n:-0} -eq $slices ]] || { echo "dicomesh holds ${n:-0} of $slices instances" >&2; tail "$h.log" >&2; exit 1; }
-	kill "$pid"; wait "$pid" 2>/dev/null || true
+	stop
+	"$dm" --home "$h" export "$uid" --to "$work/export$i" >/dev/null
+	dsums "$work/export$i"/*/*.dcm | cmp -s - "$work/original.sums" ||
+		{ echo "dicomesh export differs from the generated datasets" >&2; exit 1; }
+	rm -rf "$work/export$i" "$h"
 
 	out=$work/scp$i
 	mkdir -p "$out"
@@ -77,9 +98,12 @@ for i in $(seq "$reps"); do
 	pid=$!
 	pids+=("$pid")
 	waitport "$dport"
-	s+=("$(send ANY "$dport")")
-	kill "$pid"; wait "$pid" 2>/dev/null || true
-	[[ $(ls "$out" | wc -l) -eq $slices ]] || { echo "storescp wrote $(ls "$out" | wc -l) files" >&2; exit 1; }
+	t=$(send ANY "$dport" "$out.scu.log") || exit 1
+	s+=("$t")
+	stop
+	dsums "$out"/* | cmp -s - "$work/original.sums" ||
+		{ echo "storescp wrote $(ls "$out" | wc -l) files, not the generated datasets" >&2; exit 1; }
+	rm -rf "$out"
 
 	st=$work/orthanc$i
 	mkdir -p "$st/storage"
@@ -95,16 +119,19 @@ for i in $(seq "$reps"); do
 	pids+=("$pid")
 	for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$http/system" && break; sleep 0.1; done
 	waitport "$dport"
-	o+=("$(send ORTHANC "$dport")")
-	got=$(curl -sf "http://127.0.0.1:$http/statistics" | grep -o '"CountInstances" : [0-9]*' | grep -o '[0-9]*$')
-	kill "$pid"; wait "$pid" 2>/dev/null || true
-	[[ $got -eq $slices ]] || { echo "Orthanc holds $got instances" >&2; exit 1; }
+	t=$(send ORTHANC "$dport" "$st.scu.log") || { tail "$st/orthanc.log" >&2; exit 1; }
+	o+=("$t")
+	got=$(curl -sf "http://127.0.0.1:$http/statistics" | grep -o '"CountInstances" : [0-9]*' | grep -o '[0-9]*$' || true)
+	stop
+	[[ ${got:-0} -eq $slices ]] || { echo "Orthanc holds ${got:-no} instances" >&2; tail "$st/orthanc.log" >&2; exit 1; }
+	rm -rf "$st"
 done
 dm_s=$(median "${d[@]}") scp_s=$(median "${s[@]}") or_s=$(median "${o[@]}")
 mbytes=$(echo "$mb / 1000000" | bc -l)
 printf 'CT %d slices, %.1f MB, storescu over one association, median of %d, load %s\n\n' "$slices" "$mbytes" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| receiver | s | MB/s | dicomesh vs it |\n|---|---|---|---|\n'
-printf '| dicomesh (each instance synced before success) | %.2f | %.0f | |\n' "$dm_s" "$(echo "$mbytes / $dm_s" | bc -l)"
+printf '| dicomesh (each instance synced before success; export verified) | %.2f | %.0f | |\n' "$dm_s" "$(echo "$mbytes / $dm_s" | bc -l)"
 printf '| storescp (writes, never syncs) | %.2f | %.0f | %.2fx |\n' "$scp_s" "$(echo "$mbytes / $scp_s" | bc -l)" "$(echo "$scp_s / $dm_s" | bc -l)"
 printf '| Orthanc (SyncStorageArea) | %.2f | %.0f | %.2fx |\n' "$or_s" "$(echo "$mbytes / $or_s" | bc -l)" "$(echo "$or_s / $dm_s" | bc -l)"
 printf '\nsamples (s): dicomesh %s; storescp %s; Orthanc %s\n' "${d[*]}" "${s[*]}" "${o[*]}"
+echo 'storescp never syncs what it writes; dicomesh and Orthanc sync every instance.'
