@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -35,8 +36,34 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from ar
 		return fail(err)
 	}
 	rcv := n.Archive.Receiver()
-	f := &blocks.Fetcher{H: h, Local: rcv, Progress: progress}
+	start := time.Now()
+	// The root block, then the detail manifest, then the rest: with the
+	// manifest first, the instances are checked while their blocks arrive
+	// (dag-pb sorts the manifest's link last, so a plain fetch brings it
+	// last).
+	err = (&blocks.Fetcher{H: h, Local: rcv, Shallow: true}).Fetch(ctx, root, sources)
+	if err == nil {
+		var m cid.Cid
+		if m, err = n.Archive.ManifestRoot(ctx, root); err == nil {
+			err = (&blocks.Fetcher{H: h, Local: rcv}).Fetch(ctx, m, sources)
+		}
+	}
+	if err != nil {
+		rcv.Sync()
+		return fail(err)
+	}
+	pre := n.Archive.Precheck(ctx, root, key)
+	f := &blocks.Fetcher{H: h, Local: rcv, Progress: func(p blocks.Progress) {
+		pre.Arrived()
+		if progress != nil {
+			progress(p)
+		}
+	}}
 	err = f.Fetch(ctx, root, sources)
+	if checked, first := pre.Stop(); checked > 0 {
+		n.log.Info("received instances checked during the fetch", "manifest", g.Manifest, "checked", checked,
+			"first_after", first.Sub(start).Round(time.Millisecond).String(), "fetch", time.Since(start).Round(time.Millisecond).String())
+	}
 	// What was verified is made durable either way, for the next attempt.
 	if serr := rcv.Sync(); err == nil {
 		err = serr

@@ -179,6 +179,8 @@ type Fetcher struct {
 	// Progress, if set, is called as blocks arrive, from one goroutine at
 	// a time.
 	Progress func(Progress)
+	// Shallow fetches the root block alone, not what it links to.
+	Shallow bool
 }
 
 // Fetch fetches the DAG under root (dag-pb nodes and raw leaves) from
@@ -311,7 +313,7 @@ func (ft *fetch) drainLocal() error {
 // stored accounts for a block now in Local and wants its children.
 func (ft *fetch) stored(blk blockformat.Block, fetched bool) error {
 	c := blk.Cid()
-	if c.Type() == cid.DagProtobuf {
+	if c.Type() == cid.DagProtobuf && !ft.f.Shallow {
 		nd, err := merkledag.DecodeProtobuf(blk.RawData())
 		if err != nil {
 			return fmt.Errorf("fetch: node %s: %w", c, err)

@@ -270,3 +270,20 @@ func BenchmarkFetch(b *testing.B) {
 		}
 	}
 }
+
+// TestShallowFetch: a shallow fetch brings the root block alone.
+func TestShallowFetch(t *testing.T) {
+	root, blks := dag(t, 4, 10, 4<<10)
+	me := newHost(t)
+	full := newStore()
+	put(t, full, blks)
+	h, s := source(t, me, full, everyone)
+	local := newStore()
+	f := &Fetcher{H: me, Local: local, Shallow: true}
+	if err := f.Fetch(context.Background(), root, []peer.ID{h.ID()}); err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := local.Has(context.Background(), root); !has || s.Served() != 1 {
+		t.Fatalf("root here %v, %d blocks served, want the root alone", has, s.Served())
+	}
+}

@@ -79,6 +79,9 @@ type Archive struct {
 	studies map[string]*summary
 	busy    map[string]bool
 	cache   map[string]*cached // details recently read, by study UID
+	// checked are the instance roots already checked by a Precheck, by
+	// the root of the study being received.
+	checked map[cid.Cid]map[cid.Cid]bool
 }
 
 // cached is a study's detail with its instances by SOP Instance UID.
@@ -147,7 +150,7 @@ func Open(cfg Config) (*Archive, error) {
 	}
 	a := &Archive{
 		cfg: cfg, bs: bs, db: db, mac: cfg.Owner.DeriveKey("archive index key"), seal: aead, log: cfg.Logger,
-		studies: map[string]*summary{}, busy: map[string]bool{}, cache: map[string]*cached{},
+		studies: map[string]*summary{}, busy: map[string]bool{}, cache: map[string]*cached{}, checked: map[cid.Cid]map[cid.Cid]bool{},
 	}
 	pending := 0
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -533,6 +536,40 @@ func LoadStudy(ctx context.Context, bs blockstore.Blockstore, root cid.Cid, key 
 	return st, err
 }
 
+// rootLinks returns the links of a study root by name, and the one to its
+// detail manifest.
+func rootLinks(node *merkledag.ProtoNode) (map[string]cid.Cid, cid.Cid, error) {
+	// dag-pb keeps links sorted by name, so they are looked up by name.
+	links := map[string]cid.Cid{}
+	for _, l := range node.Links() {
+		if _, dup := links[l.Name]; dup {
+			return nil, cid.Undef, fmt.Errorf("link %q twice", l.Name)
+		}
+		links[l.Name] = l.Cid
+	}
+	mc, ok := links["m"]
+	if !ok {
+		return nil, cid.Undef, errors.New("no detail manifest link")
+	}
+	return links, mc, nil
+}
+
+// ManifestRoot returns the root of the detail manifest of the study under
+// root, whose root block must be in the store: a receiver fetches it first
+// so that instances can be checked as they arrive.
+func (a *Archive) ManifestRoot(ctx context.Context, root cid.Cid) (cid.Cid, error) {
+	blk, err := a.bs.Get(ctx, root)
+	if err != nil {
+		return cid.Undef, err
+	}
+	node, err := merkledag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		return cid.Undef, err
+	}
+	_, mc, err := rootLinks(node)
+	return mc, err
+}
+
 func loadManifest(ctx context.Context, g getter, root cid.Cid, key *crypto.StudyKey) (Study, cid.Cid, error) {
 	fail := func(err error) (Study, cid.Cid, error) {
 		return Study{}, cid.Undef, fmt.Errorf("load study root %s: %w", root, err)
@@ -548,17 +585,9 @@ func loadManifest(ctx context.Context, g getter, root cid.Cid, key *crypto.Study
 	if err != nil {
 		return fail(err)
 	}
-	// dag-pb keeps links sorted by name, so they are looked up by name.
-	links := map[string]cid.Cid{}
-	for _, l := range node.Links() {
-		if _, dup := links[l.Name]; dup {
-			return fail(fmt.Errorf("link %q twice", l.Name))
-		}
-		links[l.Name] = l.Cid
-	}
-	mc, ok := links["m"]
-	if !ok {
-		return fail(errors.New("no detail manifest link"))
+	links, mc, err := rootLinks(node)
+	if err != nil {
+		return fail(err)
 	}
 	plain, err := readObject(ctx, g, key, mc, maxManifest)
 	if err != nil {

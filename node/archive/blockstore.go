@@ -303,6 +303,9 @@ func (b *syncBatch) file(f *os.File, dir string) {
 	}
 	b.mu.Unlock()
 	if b.mode != syncFiles {
+		if b.mode == syncFilesystem {
+			startWriteback(f)
+		}
 		f.Close()
 		return
 	}

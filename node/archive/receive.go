@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 
 	"github.com/ipfs/boxo/blockstore"
@@ -51,6 +52,9 @@ func (a *Archive) BeginReceive(root cid.Cid) error {
 // AbortReceive forgets an incoming root: its blocks are deleted by the next
 // sweep unless a study references them.
 func (a *Archive) AbortReceive(root cid.Cid) error {
+	a.mu.Lock()
+	delete(a.checked, root)
+	a.mu.Unlock()
 	return a.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketIncoming)
 		if b == nil {
@@ -148,7 +152,10 @@ func (a *Archive) CommitReceived(ctx context.Context, root cid.Cid, key *crypto.
 			return fail(fmt.Errorf("%w: %s (version %d from %q)", ErrConflict, st.UID, cur.Study.Version, cur.Study.Source))
 		}
 	}
-	if err := a.checkInstances(ctx, key, st); err != nil {
+	a.mu.Lock()
+	done := maps.Clone(a.checked[root])
+	a.mu.Unlock()
+	if err := a.checkInstances(ctx, key, st, done); err != nil {
 		return fail(err)
 	}
 	st.Root = root
@@ -190,6 +197,7 @@ func (a *Archive) CommitReceived(ctx context.Context, root cid.Cid, key *crypto.
 		return fail(err)
 	}
 	a.mu.Lock()
+	delete(a.checked, root)
 	a.studies[st.UID] = sum
 	if len(a.cache) >= maxCached {
 		clear(a.cache)
@@ -199,8 +207,9 @@ func (a *Archive) CommitReceived(ctx context.Context, root cid.Cid, key *crypto.
 	return st, nil
 }
 
-// checkInstances checks every instance of st, a few at a time.
-func (a *Archive) checkInstances(ctx context.Context, key *crypto.StudyKey, st Study) error {
+// checkInstances checks every instance of st, a few at a time, but those
+// whose root is in done.
+func (a *Archive) checkInstances(ctx context.Context, key *crypto.StudyKey, st Study, done map[cid.Cid]bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next := make(chan Instance)
@@ -222,6 +231,9 @@ func (a *Archive) checkInstances(ctx context.Context, key *crypto.StudyKey, st S
 feed:
 	for _, se := range st.Series {
 		for _, in := range se.Instances {
+			if done[in.Root] {
+				continue
+			}
 			select {
 			case next <- in:
 			case <-ctx.Done():

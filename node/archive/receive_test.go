@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"testing"
+	"time"
 
+	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 )
 
@@ -130,4 +133,108 @@ func TestReceiveSurvivesSweep(t *testing.T) {
 	if n := countBlocks(t, recv); n != 0 {
 		t.Fatalf("%d blocks left after an abandoned receipt", n)
 	}
+}
+
+// TestPrecheck: instances are checked as their blocks arrive, before the
+// commit; the commit checks what is left. An instance whose blocks are
+// not what the manifest says is never marked checked, so the commit still
+// refuses the study.
+func TestPrecheck(t *testing.T) {
+	owner := open(t, t.TempDir(), newOwner(t))
+	defer owner.Close()
+	store(t, owner, "1.9", 2, 3)
+	st, _ := owner.Study("1.9")
+	key, _ := owner.StudyKey("1.9")
+	ctx := context.Background()
+
+	recv := open(t, t.TempDir(), newOwner(t))
+	defer recv.Close()
+	recv.BeginReceive(st.Root)
+	// The root and the detail manifest first, then one instance.
+	blk, _ := owner.bs.Get(ctx, st.Root)
+	recv.bs.Put(ctx, blk)
+	mroot, err := recv.ManifestRoot(ctx, st.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyDAG(t, owner, recv, mroot, -1)
+	first := st.Series[0].Instances[0]
+	copyDAG(t, owner, recv, first.Root, -1)
+	pre := recv.Precheck(ctx, st.Root, key)
+	pre.Arrived()
+	// Stop waits for what was under way; the check of the first instance
+	// may need more than one wake-up to start.
+	for range 100 {
+		recv.mu.Lock()
+		done := recv.checked[st.Root][first.Root]
+		recv.mu.Unlock()
+		if done {
+			break
+		}
+		pre.Arrived()
+		time.Sleep(10 * time.Millisecond)
+	}
+	n, at := pre.Stop()
+	if n != 1 || at.IsZero() {
+		t.Fatalf("%d instances checked before the rest arrived, want 1", n)
+	}
+	copyDAG(t, owner, recv, st.Root, -1)
+	got, err := recv.CommitReceived(ctx, st.Root, key, Origin{Facility: "A"})
+	if err != nil || got.Instances != 6 {
+		t.Fatalf("commit after a precheck: %+v %v", got, err)
+	}
+	if len(recv.checked) != 0 {
+		t.Fatal("the checked instances are kept after the commit")
+	}
+
+	// A corrupted instance block: the precheck leaves it, the commit fails.
+	store(t, owner, "1.10", 1, 2)
+	st2, _ := owner.Study("1.10")
+	key2, _ := owner.StudyKey("1.10")
+	recv2 := open(t, t.TempDir(), newOwner(t))
+	defer recv2.Close()
+	recv2.BeginReceive(st2.Root)
+	copyDAG(t, owner, recv2, st2.Root, -1)
+	bad := st2.Series[0].Instances[1]
+	leaf := bad.Root // a small instance is one raw block
+	if leaf.Type() == cid.DagProtobuf {
+		node, _ := recv2.bs.Get(ctx, bad.Root)
+		leaf = firstLink(t, node.RawData())
+	}
+	corruptBlock(t, recv2, leaf)
+	pre2 := recv2.Precheck(ctx, st2.Root, key2)
+	pre2.Arrived()
+	time.Sleep(100 * time.Millisecond)
+	pre2.Stop()
+	recv2.mu.Lock()
+	marked := recv2.checked[st2.Root][bad.Root]
+	recv2.mu.Unlock()
+	if marked {
+		t.Fatal("a corrupted instance was marked checked")
+	}
+	if _, err := recv2.CommitReceived(ctx, st2.Root, key2, Origin{Facility: "A"}); err == nil {
+		t.Fatal("committed a study with a corrupted instance")
+	}
+}
+
+// firstLink returns the first link of a dag-pb node.
+func firstLink(t *testing.T, raw []byte) cid.Cid {
+	t.Helper()
+	nd, err := merkledag.DecodeProtobuf(raw)
+	if err != nil || len(nd.Links()) == 0 {
+		t.Fatalf("not a node with links: %v", err)
+	}
+	return nd.Links()[0].Cid
+}
+
+// corruptBlock flips a byte of a stored block's file.
+func corruptBlock(t *testing.T, a *Archive, c cid.Cid) {
+	t.Helper()
+	_, file := a.bs.path(c)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	os.WriteFile(file, b, 0o600)
 }

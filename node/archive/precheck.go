@@ -1,0 +1,148 @@
+package archive
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+
+	"github.com/dicomesh/dicomesh/crypto"
+)
+
+// Precheck checks the instances of a study being received while its
+// blocks still arrive: each instance is decrypted and compared with the
+// detail manifest as soon as all its blocks are in the store, so that the
+// fetch and the checks overlap and CommitReceived has only what is left
+// to check. Blocks are addressed by content, so an instance checked once
+// stays checked.
+type Precheck struct {
+	a    *Archive
+	root cid.Cid
+	key  *crypto.StudyKey
+	wake chan struct{}
+	stop context.CancelFunc
+	done chan struct{}
+
+	mu    sync.Mutex
+	first time.Time // when the first instance was checked
+	n     int       // instances checked
+}
+
+// Precheck starts checking the instances of the study under root as
+// their blocks arrive; call Arrived when blocks come in and Stop before
+// CommitReceived.
+func (a *Archive) Precheck(ctx context.Context, root cid.Cid, key *crypto.StudyKey) *Precheck {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Precheck{a: a, root: root, key: key, wake: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
+	go p.run(ctx)
+	return p
+}
+
+// Arrived tells the check that blocks came in.
+func (p *Precheck) Arrived() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stop ends the check and waits for it; what was checked stays recorded
+// for CommitReceived. It returns how many instances were checked and when
+// the first one was.
+func (p *Precheck) Stop() (int, time.Time) {
+	p.stop()
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n, p.first
+}
+
+// wait blocks until more blocks arrived; false once the check is stopped.
+func (p *Precheck) wait(ctx context.Context) bool {
+	select {
+	case <-p.wake:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (p *Precheck) run(ctx context.Context) {
+	defer close(p.done)
+	var st Study
+	for {
+		var err error
+		if st, _, err = loadManifest(ctx, p.a.bs, p.root, p.key); err == nil {
+			break
+		}
+		if !p.wait(ctx) {
+			return
+		}
+	}
+	// The feeder waits for each instance's blocks, in manifest order, the
+	// order they are fetched in; a few workers check.
+	next := make(chan Instance)
+	var wg sync.WaitGroup
+	for range exportWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for in := range next {
+				if p.a.checkInstance(ctx, p.key, in) != nil {
+					continue // left to CommitReceived, which names the failure
+				}
+				p.a.mu.Lock()
+				if p.a.checked[p.root] == nil {
+					p.a.checked[p.root] = map[cid.Cid]bool{}
+				}
+				p.a.checked[p.root][in.Root] = true
+				p.a.mu.Unlock()
+				p.mu.Lock()
+				if p.n == 0 {
+					p.first = time.Now()
+				}
+				p.n++
+				p.mu.Unlock()
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(next)
+	for _, se := range st.Series {
+		for _, in := range se.Instances {
+			for !p.present(ctx, in.Root) {
+				if !p.wait(ctx) {
+					return
+				}
+			}
+			select {
+			case next <- in:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// present reports whether the instance DAG under root is all in the store.
+func (p *Precheck) present(ctx context.Context, root cid.Cid) bool {
+	blk, err := p.a.bs.Get(ctx, root)
+	if err != nil {
+		return false
+	}
+	if root.Type() != cid.DagProtobuf {
+		return true
+	}
+	nd, err := merkledag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		return true // CommitReceived names the failure
+	}
+	for _, l := range nd.Links() {
+		if has, err := p.a.bs.Has(ctx, l.Cid); err != nil || !has {
+			return false
+		}
+	}
+	return true
+}
