@@ -84,12 +84,17 @@ func (rt *fedRuntime) forward(ctx context.Context, leader peer.ID, cmd registry.
 // batch, until ctx ends.
 func (rt *fedRuntime) forwardLoop(ctx context.Context) {
 	calls := make(chan struct{}, forwardCalls)
+	var carry *forwardReq // taken but left for the next batch
 	for {
 		var first forwardReq
-		select {
-		case first = <-rt.fwd:
-		case <-ctx.Done():
-			return
+		if carry != nil {
+			first, carry = *carry, nil
+		} else {
+			select {
+			case first = <-rt.fwd:
+			case <-ctx.Done():
+				return
+			}
 		}
 		select {
 		case calls <- struct{}{}: // a call slot is free: gather what waits
@@ -99,12 +104,12 @@ func (rt *fedRuntime) forwardLoop(ctx context.Context) {
 		}
 		batch, size := []forwardReq{first}, len(first.cmd)
 	gather:
-		for len(batch) < forwardBatch && size < forwardBatchBytes {
+		for len(batch) < forwardBatch {
 			select {
 			case r := <-rt.fwd:
-				if r.leader != first.leader {
-					r.done <- forwardDone{err: errors.New("node: the leader changed")}
-					continue
+				if r.leader != first.leader || size+len(r.cmd) > forwardBatchBytes {
+					carry = &r
+					break gather
 				}
 				batch, size = append(batch, r), size+len(r.cmd)
 			default:

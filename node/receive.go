@@ -41,11 +41,18 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from ar
 	// manifest first, the instances are checked while their blocks arrive
 	// (dag-pb sorts the manifest's link last, so a plain fetch brings it
 	// last).
-	err = (&blocks.Fetcher{H: h, Local: rcv, Shallow: true}).Fetch(ctx, root, sources)
+	var early int64 // blocks fetched before the rest, for the progress
+	fetchEarly := func(c cid.Cid, shallow bool) error {
+		var got int64
+		err := (&blocks.Fetcher{H: h, Local: rcv, Shallow: shallow, Progress: func(p blocks.Progress) { got = p.Fetched }}).Fetch(ctx, c, sources)
+		early += got
+		return err
+	}
+	err = fetchEarly(root, true)
 	if err == nil {
 		var m cid.Cid
 		if m, err = n.Archive.ManifestRoot(ctx, root); err == nil {
-			err = (&blocks.Fetcher{H: h, Local: rcv}).Fetch(ctx, m, sources)
+			err = fetchEarly(m, false)
 		}
 	}
 	if err != nil {
@@ -56,6 +63,7 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from ar
 	f := &blocks.Fetcher{H: h, Local: rcv, Progress: func(p blocks.Progress) {
 		pre.Arrived()
 		if progress != nil {
+			p.Fetched += early
 			progress(p)
 		}
 	}}
