@@ -6,7 +6,8 @@
 //     components), study date or range, modalities, accession, UID lists,
 //     series and instance keys; limit and offset; includefield, whose
 //     attributes the index does not hold are read from the first instance
-//     of the entity. Other matching keys are ignored with a Warning header.
+//     of the entity. Other matching keys are ignored with a Warning header;
+//     an answer holds at most 1,000 results, with a Warning when cut.
 //   - WADO-RS: studies, series and instances as multipart/related
 //     application/dicom with the original bytes; metadata in the DICOM JSON
 //     model with bulk data by reference (bulk/TAG); frames as

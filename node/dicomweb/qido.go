@@ -19,6 +19,10 @@ import (
 
 type level int
 
+// maxResults bounds one QIDO-RS answer; a client pages with limit and
+// offset beyond it. Each answer may read one instance for includefield.
+const maxResults = 1000
+
 const (
 	studyLevel level = iota
 	seriesLevel
@@ -218,11 +222,16 @@ func (s *service) qido(lvl level) http.HandlerFunc {
 			})
 		}
 		if len(p.ignored) > 0 {
-			w.Header().Set("Warning", `299 dicomesh "not supported for matching, ignored: `+strings.Join(p.ignored, ", ")+`"`)
+			w.Header().Add("Warning", `299 dicomesh "not supported for matching, ignored: `+strings.Join(p.ignored, ", ")+`"`)
 		}
 		out = out[min(p.offset, len(out)):]
 		if p.limit > 0 && p.limit < len(out) {
 			out = out[:p.limit]
+		}
+		if len(out) > maxResults {
+			// PS3.18 8.3.4.4: the answer is cut, and says so.
+			out = out[:maxResults]
+			w.Header().Add("Warning", fmt.Sprintf(`299 dicomesh "the number of results exceeded the maximum supported (%d): use limit and offset"`, maxResults))
 		}
 		ds := make([]dataset, len(out))
 		for i, res := range out {
