@@ -44,6 +44,10 @@ type Node struct {
 	slotsMu sync.Mutex
 	slots   map[string][]string // spool files made ahead, by association
 
+	// receiving are the studies being pulled, by root CID: their checked
+	// instances are readable before the commit.
+	receiving sync.Map
+
 	rtMu    sync.Mutex
 	rt      *fedRuntime // while running in a federation
 	running *running    // while Run runs

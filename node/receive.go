@@ -15,6 +15,31 @@ import (
 	"github.com/dicomesh/dicomesh/node/archive"
 )
 
+// receiving is a study being pulled.
+type receiving struct {
+	pre  *archive.Precheck
+	from archive.Origin
+}
+
+// receivingStudy returns the study being pulled with the given UID, with
+// the instances checked so far, as local systems see it.
+func (n *Node) receivingStudy(uid string) (archive.Study, *archive.Precheck, bool) {
+	var st archive.Study
+	var pre *archive.Precheck
+	n.receiving.Range(func(_, v any) bool {
+		r := v.(*receiving)
+		s, ok := r.pre.Study()
+		if !ok || s.UID != uid {
+			return true
+		}
+		s.Source, s.SourceManifest = r.from.Facility, r.from.Manifest
+		s.LocalPatientID, s.LocalIssuer = r.from.LocalPatientID, r.from.LocalIssuer
+		st, pre = s, r.pre
+		return false
+	})
+	return st, pre, pre != nil
+}
+
 // receive fetches the study a grant opens from sources (the owner first,
 // then other holders) and commits it to the archive: every block verified
 // on arrival and kept, so that an interrupted receive resumes; every
@@ -37,10 +62,10 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from ar
 	}
 	rcv := n.Archive.Receiver()
 	start := time.Now()
-	// The root block, then the detail manifest, then the rest: with the
-	// manifest first, the instances are checked while their blocks arrive
-	// (dag-pb sorts the manifest's link last, so a plain fetch brings it
-	// last).
+	// The root block, then the detail manifest and the first instance,
+	// then the rest: with the manifest first, the instances are checked,
+	// and readable, while their blocks arrive (dag-pb sorts the manifest's
+	// link last, so a plain fetch brings it last).
 	var early int64 // blocks fetched before the rest, for the progress
 	fetchEarly := func(c cid.Cid, shallow bool) error {
 		var got int64
@@ -50,9 +75,11 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from ar
 	}
 	err = fetchEarly(root, true)
 	if err == nil {
-		var m cid.Cid
-		if m, err = n.Archive.ManifestRoot(ctx, root); err == nil {
-			err = fetchEarly(m, false)
+		var m, first cid.Cid
+		if m, first, err = n.Archive.ManifestRoot(ctx, root); err == nil {
+			if err = fetchEarly(m, false); err == nil {
+				err = fetchEarly(first, false)
+			}
 		}
 	}
 	if err != nil {
@@ -60,6 +87,8 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from ar
 		return fail(err)
 	}
 	pre := n.Archive.Precheck(ctx, root, key)
+	n.receiving.Store(root, &receiving{pre: pre, from: from})
+	defer n.receiving.Delete(root)
 	f := &blocks.Fetcher{H: h, Local: rcv, Progress: func(p blocks.Progress) {
 		pre.Arrived()
 		if progress != nil {

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/user"
@@ -136,16 +137,33 @@ func (n *Node) Export(ctx context.Context, studyUID, dir string) (int, error) {
 // audited first.
 func (n *Node) ReadInstance(ctx context.Context, studyUID, sopInstanceUID string) (io.ReadCloser, error) {
 	st, err := n.Archive.Study(studyUID)
+	var pre *archive.Precheck
+	if errors.Is(err, archive.ErrNotFound) {
+		// Being pulled: the instances already checked can be read.
+		var ok bool
+		if st, pre, ok = n.receivingStudy(studyUID); ok {
+			err = nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	what := "instance " + sopInstanceUID
+	if pre != nil {
+		what += " of a study being received"
+	}
 	if err := n.record(ctx, audit.Record{
 		Event: audit.EventInstancesAccessed, Action: audit.ActionRead, Outcome: audit.Success,
-		Patient: patient(st), Study: st.UID, Query: "instance " + sopInstanceUID,
+		Patient: patient(st), Study: st.UID, Query: what,
 	}); err != nil {
 		return nil, err
 	}
-	rc, err := n.Archive.ReadInstance(ctx, studyUID, sopInstanceUID)
+	var rc io.ReadCloser
+	if pre != nil {
+		rc, err = pre.ReadInstance(ctx, sopInstanceUID)
+	} else {
+		rc, err = n.Archive.ReadInstance(ctx, studyUID, sopInstanceUID)
+	}
 	if err != nil || st.Source == "" || st.LocalPatientID == "" {
 		return rc, err
 	}
@@ -178,11 +196,18 @@ func (n *Node) facilityName(id string) string {
 // audited first.
 func (n *Node) Study(ctx context.Context, uid string) (archive.Study, error) {
 	st, err := n.Archive.Study(uid)
+	what := "study details"
+	if errors.Is(err, archive.ErrNotFound) {
+		// Being pulled: what was checked so far.
+		if rst, _, ok := n.receivingStudy(uid); ok {
+			st, err, what = rst, nil, "study details, being received"
+		}
+	}
 	if err != nil {
 		return archive.Study{}, err
 	}
 	if err := n.record(ctx, audit.Record{Event: audit.EventQuery, Action: audit.ActionRead, Outcome: audit.Success,
-		Patient: patient(st), Study: st.UID, Query: "study details"}); err != nil {
+		Patient: patient(st), Study: st.UID, Query: what}); err != nil {
 		return archive.Study{}, err
 	}
 	return st, nil

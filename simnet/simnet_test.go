@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dicomesh/dicomesh/crypto"
+	"github.com/dicomesh/dicomesh/federation/blocks"
 	"github.com/dicomesh/dicomesh/internal/synth"
 	"github.com/dicomesh/dicomesh/node"
 	"github.com/dicomesh/dicomesh/node/ingest"
@@ -148,5 +149,79 @@ func TestForwardedWrites(t *testing.T) {
 		if found == (i == forged) {
 			t.Fatalf("manifest %d in the replica: %v", i, found)
 		}
+	}
+}
+
+// TestReadWhileReceiving: while a pull is under way, the instances already
+// checked against the owner's manifest are readable at the recipient,
+// under its local patient, before the study is committed; the study is
+// not in the archive until then.
+func TestReadWhileReceiving(t *testing.T) {
+	ctx := context.Background()
+	net, err := Start(ctx, Config{Dir: t.TempDir(), Federation: "Valley", Facilities: []string{"Rural", "Tertiary"}, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	spec, _ := synth.DefaultSpec("ct")
+	spec.Slices, spec.Rows, spec.Cols = 40, 128, 128
+	dir := t.TempDir()
+	st, err := synth.Write(dir, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rural, tertiary := net.Members[0].Node, net.Members[1].Node
+	if _, err := rural.Ingest(ctx, nil, dir); err != nil {
+		t.Fatal(err)
+	}
+	var cands []node.Candidate
+	for range 200 {
+		if cands, err = tertiary.Find(ctx, patient(st)); err == nil && len(cands) > 0 {
+			break
+		}
+		sleep()
+	}
+	if len(cands) != 1 {
+		t.Fatalf("find: %+v %v", cands, err)
+	}
+	// Halfway through, the fetch waits until an instance was read.
+	var read []byte
+	var committedThen bool
+	readDone := make(chan struct{})
+	var once sync.Once
+	progress := func(p blocks.Progress) {
+		if p.Blocks < p.Known/2 || p.Known < 20 {
+			return
+		}
+		once.Do(func() {
+			defer close(readDone)
+			for range 200 {
+				st2, err := tertiary.Study(ctx, st.UID)
+				if err == nil && len(st2.Series) > 0 {
+					sop := st2.Series[0].Instances[0].SOPInstanceUID
+					if rc, err := tertiary.ReadInstance(ctx, st.UID, sop); err == nil {
+						read, _ = io.ReadAll(rc)
+						rc.Close()
+						_, aerr := tertiary.Archive.Study(st.UID)
+						committedThen = aerr == nil
+						return
+					}
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	got, err := tertiary.Pull(ctx, node.PullRequest{Manifest: cands[0].ManifestID, Purpose: "TREAT", User: "dr.t",
+		LocalPatientID: "TC-9", LocalIssuer: "TERTIARY"}, progress)
+	<-readDone
+	if err != nil || got.Instances != len(st.Files) {
+		t.Fatalf("pull: %+v %v", got, err)
+	}
+	if read == nil || committedThen {
+		t.Fatalf("no instance readable before the commit (read %d bytes, committed %v)", len(read), committedThen)
+	}
+	m, err := ingest.Parse(read)
+	if err != nil || m.PatientID != "TC-9" || m.StudyInstanceUID != st.UID {
+		t.Fatalf("the instance read during the pull: %+v %v", m, err)
 	}
 }

@@ -554,20 +554,28 @@ func rootLinks(node *merkledag.ProtoNode) (map[string]cid.Cid, cid.Cid, error) {
 	return links, mc, nil
 }
 
-// ManifestRoot returns the root of the detail manifest of the study under
-// root, whose root block must be in the store: a receiver fetches it first
-// so that instances can be checked as they arrive.
-func (a *Archive) ManifestRoot(ctx context.Context, root cid.Cid) (cid.Cid, error) {
+// ManifestRoot returns the roots of the detail manifest and of the first
+// instance of the study under root, whose root block must be in the
+// store: a receiver fetches them first, so that instances can be checked,
+// and read, as they arrive.
+func (a *Archive) ManifestRoot(ctx context.Context, root cid.Cid) (manifest, first cid.Cid, err error) {
 	blk, err := a.bs.Get(ctx, root)
 	if err != nil {
-		return cid.Undef, err
+		return cid.Undef, cid.Undef, err
 	}
 	node, err := merkledag.DecodeProtobuf(blk.RawData())
 	if err != nil {
-		return cid.Undef, err
+		return cid.Undef, cid.Undef, err
 	}
-	_, mc, err := rootLinks(node)
-	return mc, err
+	links, mc, err := rootLinks(node)
+	if err != nil {
+		return cid.Undef, cid.Undef, err
+	}
+	first, ok := links[instanceLink(0)]
+	if !ok {
+		return cid.Undef, cid.Undef, errors.New("no instance link")
+	}
+	return mc, first, nil
 }
 
 func loadManifest(ctx context.Context, g getter, root cid.Cid, key *crypto.StudyKey) (Study, cid.Cid, error) {

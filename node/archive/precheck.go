@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"io"
 	"sync"
 	"time"
 
@@ -25,9 +26,11 @@ type Precheck struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	mu    sync.Mutex
-	first time.Time // when the first instance was checked
-	n     int       // instances checked
+	mu     sync.Mutex
+	st     Study     // the detail manifest, once here
+	loaded bool      // st is set
+	first  time.Time // when the first instance was checked
+	n      int       // instances checked
 }
 
 // Precheck starts checking the instances of the study under root as
@@ -75,6 +78,9 @@ func (p *Precheck) run(ctx context.Context) {
 	for {
 		var err error
 		if st, _, err = loadManifest(ctx, p.a.bs, p.root, p.key); err == nil {
+			p.mu.Lock()
+			p.st, p.loaded = st, true
+			p.mu.Unlock()
 			break
 		}
 		if !p.wait(ctx) {
@@ -124,6 +130,59 @@ func (p *Precheck) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Study returns the study being received as its detail manifest describes
+// it, with only the instances checked so far, and false until the manifest
+// is here. It is not committed: it may never be.
+func (p *Precheck) Study() (Study, bool) {
+	p.mu.Lock()
+	st, ok := p.st, p.loaded
+	p.mu.Unlock()
+	if !ok {
+		return Study{}, false
+	}
+	p.a.mu.RLock()
+	done := p.a.checked[p.root]
+	series := make([]Series, 0, len(st.Series))
+	st.Instances = 0
+	for _, se := range st.Series {
+		var ins []Instance
+		for _, in := range se.Instances {
+			if done[in.Root] {
+				ins = append(ins, in)
+			}
+		}
+		if len(ins) > 0 {
+			se.Instances = ins
+			series = append(series, se)
+			st.Instances += len(ins)
+		}
+	}
+	p.a.mu.RUnlock()
+	st.Series, st.SeriesCount = series, len(series)
+	return st, true
+}
+
+// ReadInstance returns the original bytes of an instance of the study
+// being received, once it was checked against the manifest.
+func (p *Precheck) ReadInstance(ctx context.Context, sop string) (io.ReadCloser, error) {
+	st, ok := p.Study()
+	if !ok {
+		return nil, ErrNotFound
+	}
+	for _, se := range st.Series {
+		for _, in := range se.Instances {
+			if in.SOPInstanceUID == sop {
+				r, err := openInstance(ctx, p.a.bs, p.key, in)
+				if err != nil {
+					return nil, err
+				}
+				return r, nil
+			}
+		}
+	}
+	return nil, ErrNotFound
 }
 
 // present reports whether the instance DAG under root is all in the store.

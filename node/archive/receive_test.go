@@ -153,7 +153,7 @@ func TestPrecheck(t *testing.T) {
 	// The root and the detail manifest first, then one instance.
 	blk, _ := owner.bs.Get(ctx, st.Root)
 	recv.bs.Put(ctx, blk)
-	mroot, err := recv.ManifestRoot(ctx, st.Root)
+	mroot, _, err := recv.ManifestRoot(ctx, st.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
