@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/dicomesh/dicomesh/federation/frame"
 )
 
 // Request-response protocols between members: one request and one answer
@@ -79,7 +81,7 @@ func Serve(h host.Host, p protocol.ID, m *Members, open bool, fn Handler) {
 		// closes it (Client keeps streams open; Call sends one).
 		for {
 			st.SetDeadline(time.Now().Add(rpcTimeout))
-			req, err := ReadFrame(r, MaxRequest)
+			req, err := frame.Read(r, MaxRequest)
 			if errors.Is(err, io.EOF) {
 				return
 			}
@@ -104,7 +106,7 @@ func Serve(h host.Host, p protocol.ID, m *Members, open bool, fn Handler) {
 				st.Reset()
 				return
 			}
-			if err := WriteFrame(st, out); err != nil {
+			if err := frame.Write(st, out); err != nil {
 				st.Reset()
 				return
 			}
@@ -153,8 +155,8 @@ func (c *Client) Call(ctx context.Context, p peer.ID, req []byte) ([]byte, error
 		}
 		cs.st.SetDeadline(dl)
 		var resp []byte
-		if err = WriteFrame(cs.st, req); err == nil {
-			resp, err = ReadFrame(cs.r, MaxResponse)
+		if err = frame.Write(cs.st, req); err == nil {
+			resp, err = frame.Read(cs.r, MaxResponse)
 		}
 		if err != nil {
 			cs.st.Reset()
@@ -238,12 +240,12 @@ func Call(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req []
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetDeadline(dl)
 	}
-	if err := WriteFrame(st, req); err != nil {
+	if err := frame.Write(st, req); err != nil {
 		st.Reset()
 		return nil, err
 	}
 	st.CloseWrite()
-	resp, err := ReadFrame(bufio.NewReader(st), MaxResponse)
+	resp, err := frame.Read(bufio.NewReader(st), MaxResponse)
 	if err != nil {
 		st.Reset()
 		return nil, fmt.Errorf("federation: %s from %s: %w", proto, p, err)
@@ -274,28 +276,4 @@ func decodeError(b []byte) (*RemoteError, error) {
 		b = b[k+int(n):]
 	}
 	return &RemoteError{Code: f[0], Message: f[1], Leader: f[2]}, nil
-}
-
-// WriteFrame writes b as one frame: a uvarint length, then the bytes.
-func WriteFrame(w io.Writer, b []byte) error {
-	buf := binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b)))
-	_, err := w.Write(append(buf, b...))
-	return err
-}
-
-// ReadFrame reads one frame of at most max bytes; the length is checked
-// against max before anything is allocated.
-func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		return nil, err
-	}
-	if n > uint64(max) {
-		return nil, fmt.Errorf("frame of %d bytes (limit %d)", n, max)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	return b, nil
 }

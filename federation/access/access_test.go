@@ -17,7 +17,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/crypto"
 	"github.com/dicomesh/dicomesh/crypto/canon"
-	"github.com/dicomesh/dicomesh/federation"
+	"github.com/dicomesh/dicomesh/federation/frame"
 )
 
 type facility struct {
@@ -246,9 +246,9 @@ func TestOversizedFrameReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	federation.WriteFrame(st, make([]byte, maxRequestFrame+1))
+	frame.Write(st, make([]byte, maxRequestFrame+1))
 	st.CloseWrite()
-	if _, err := federation.ReadFrame(bufio.NewReader(st), maxResponseFrame); err == nil {
+	if _, err := frame.Read(bufio.NewReader(st), maxResponseFrame); err == nil {
 		t.Fatal("an oversized request got an answer")
 	}
 	if got := w.o.lastRefusal(); got != CodeMalformed {

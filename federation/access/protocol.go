@@ -17,7 +17,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/crypto"
 	"github.com/dicomesh/dicomesh/crypto/canon"
-	"github.com/dicomesh/dicomesh/federation"
+	"github.com/dicomesh/dicomesh/federation/frame"
 )
 
 // ID is the access protocol: one signed request, one signed response.
@@ -83,7 +83,7 @@ func (s *Server) handle(st network.Stream) {
 	defer cancel()
 
 	var env crypto.Envelope
-	body, err := federation.ReadFrame(bufio.NewReader(st), maxRequestFrame)
+	body, err := frame.Read(bufio.NewReader(st), maxRequestFrame)
 	if err == nil {
 		err = canon.Unmarshal(body, &env)
 	}
@@ -120,7 +120,7 @@ func (s *Server) handle(st network.Stream) {
 		st.Reset()
 		return
 	}
-	if err := federation.WriteFrame(st, canon.Marshal(signed)); err != nil {
+	if err := frame.Write(st, canon.Marshal(signed)); err != nil {
 		st.Reset()
 	}
 }
@@ -163,12 +163,12 @@ func Send(ctx context.Context, h host.Host, owner peer.ID, env crypto.Envelope, 
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetDeadline(dl)
 	}
-	if err := federation.WriteFrame(st, canon.Marshal(env)); err != nil {
+	if err := frame.Write(st, canon.Marshal(env)); err != nil {
 		st.Reset()
 		return Response{}, fmt.Errorf("access: send to %s: %w", owner, err)
 	}
 	st.CloseWrite()
-	body, err := federation.ReadFrame(bufio.NewReader(st), maxResponseFrame)
+	body, err := frame.Read(bufio.NewReader(st), maxResponseFrame)
 	if err != nil {
 		st.Reset()
 		return Response{}, fmt.Errorf("access: answer from %s: %w", owner, err)
