@@ -10,6 +10,7 @@ import (
 	"text/template"
 
 	"github.com/BurntSushi/toml"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // Config is a node's configuration, kept in config.toml in its home.
@@ -20,6 +21,10 @@ type Config struct {
 	HTTP string `toml:"http"`
 	// P2P lists the libp2p listen multiaddrs.
 	P2P []string `toml:"p2p"`
+	// Announce lists the libp2p multiaddrs other members dial, when they
+	// differ from the listen addresses (a port forwarded by a firewall, a
+	// proxy); empty means the listen addresses.
+	Announce []string `toml:"announce"`
 	// DICOM is the listen address of the DIMSE service.
 	DICOM string `toml:"dicom"`
 	// AET is the node's DICOM application entity title.
@@ -56,6 +61,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config: %s listen address %q: %w", a.name, a.addr, err)
 		}
 	}
+	for _, a := range c.Announce {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("config: announce address %q: %w", a, err)
+		}
+	}
 	if n := len(c.AET); n == 0 || n > 16 || strings.ContainsAny(c.AET, "\\\x00\r\n") || strings.TrimSpace(c.AET) != c.AET {
 		return fmt.Errorf("config: AE title %q must be 1 to 16 characters without backslash, control characters or surrounding spaces", c.AET)
 	}
@@ -76,6 +86,11 @@ http = {{printf "%q" .HTTP}}
 
 # libp2p listen addresses (multiaddrs) for the federation.
 p2p = [{{range $i, $a := .P2P}}{{if $i}}, {{end}}{{printf "%q" $a}}{{end}}]
+
+# The libp2p addresses other members dial, when they are not the listen
+# addresses: the public address and port a firewall forwards to this node.
+# Empty: the listen addresses are announced.
+announce = [{{range $i, $a := .Announce}}{{if $i}}, {{end}}{{printf "%q" $a}}{{end}}]
 
 # DIMSE listener (C-ECHO, C-STORE, C-FIND, C-MOVE) and its AE title.
 dicom = {{printf "%q" .DICOM}}

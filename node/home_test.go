@@ -78,6 +78,7 @@ func TestConfigRoundTripAndStrictness(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Facility = `St. "Quoted" Hospital`
 	cfg.P2P = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/4999"}
+	cfg.Announce = []string{"/dns4/pacs.example.org/tcp/4801"}
 	if _, err := Init(h, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,8 @@ func TestConfigRoundTripAndStrictness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Facility != cfg.Facility || strings.Join(got.P2P, ",") != strings.Join(cfg.P2P, ",") || got.AET != cfg.AET {
+	if got.Facility != cfg.Facility || strings.Join(got.P2P, ",") != strings.Join(cfg.P2P, ",") || got.AET != cfg.AET ||
+		strings.Join(got.Announce, ",") != strings.Join(cfg.Announce, ",") {
 		t.Errorf("config round trip: got %+v, want %+v", got, cfg)
 	}
 
@@ -96,6 +98,7 @@ func TestConfigRoundTripAndStrictness(t *testing.T) {
 		"empty name":   "facility = \"\"\n",
 		"not toml":     "facility = \n",
 		"zero workers": "facility = \"x\"\ningest_workers = 0\n",
+		"bad announce": "facility = \"x\"\nannounce = [\"127.0.0.1:4801\"]\n",
 	}
 	for name, text := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -12,6 +13,7 @@ import (
 	p2pconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dicomesh/dicomesh/crypto"
@@ -21,6 +23,7 @@ import (
 type hostConfig struct {
 	identity *crypto.Identity
 	listen   []string
+	announce []string                // announced instead of the listen addresses when not empty
 	gater    connmgr.ConnectionGater // nil admits every authenticated peer
 	metrics  prometheus.Registerer   // nil disables libp2p metrics
 }
@@ -46,6 +49,17 @@ func newHost(c hostConfig) (host.Host, error) {
 		libp2p.DisableRelay(),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("dicomesh"),
+	}
+	if len(c.announce) > 0 {
+		var as []ma.Multiaddr
+		for _, a := range c.announce {
+			m, err := ma.NewMultiaddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("announce address %q: %w", a, err)
+			}
+			as = append(as, m)
+		}
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return slices.Clone(as) }))
 	}
 	if c.gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(c.gater))

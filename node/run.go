@@ -34,8 +34,10 @@ type RunInfo struct {
 
 // RunOptions override the configured listen addresses (port 0 is allowed).
 type RunOptions struct {
-	P2P  []string
-	HTTP string
+	P2P []string
+	// Announce overrides the configured announce addresses.
+	Announce []string
+	HTTP     string
 	// DICOM and AET override the DIMSE listener and AE title.
 	DICOM, AET string
 	// Ready, if set, is called once every listener is up.
@@ -65,13 +67,17 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 	if len(ro.P2P) > 0 {
 		listen = ro.P2P
 	}
+	announce := n.Config.Announce
+	if len(ro.Announce) > 0 {
+		announce = ro.Announce
+	}
 	httpAddr := n.Config.HTTP
 	if ro.HTTP != "" {
 		httpAddr = ro.HTTP
 	}
 	reg := n.newMetrics()
 	members := federation.NewMembers(nil)
-	h, err := newHost(hostConfig{identity: n.Identity, listen: listen, metrics: reg, gater: federation.Gater{M: members}})
+	h, err := newHost(hostConfig{identity: n.Identity, listen: listen, announce: announce, metrics: reg, gater: federation.Gater{M: members}})
 	if err != nil {
 		return err
 	}

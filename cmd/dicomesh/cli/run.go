@@ -50,6 +50,7 @@ for the same --home find the running node.`,
 	}
 	f := c.Flags()
 	f.StringVar(&p2p, "p2p", "", "libp2p listen multiaddr (default from config.toml)")
+	f.StringArrayVar(&ro.Announce, "announce", nil, "libp2p multiaddr other members dial instead of the listen address, repeatable (default from config.toml)")
 	f.StringVar(&ro.HTTP, "http", "", "HTTP listen address HOST:PORT (default from config.toml)")
 	f.StringVar(&ro.DICOM, "dicom", "", "DIMSE listen address HOST:PORT (default from config.toml)")
 	f.StringVar(&ro.AET, "aet", "", "the node's DICOM AE title (default from config.toml)")

@@ -1,0 +1,27 @@
+package node
+
+import (
+	"testing"
+)
+
+// TestHostAnnounces checks that a host with announce addresses gives those,
+// not its listen addresses, to the peers and the registry, and that a bad
+// one is refused.
+func TestHostAnnounces(t *testing.T) {
+	n := openTestNode(t)
+	want := "/dns4/pacs.example.org/tcp/4801"
+	h, err := newHost(hostConfig{identity: n.Identity, listen: []string{"/ip4/127.0.0.1/tcp/0"}, announce: []string{want}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if as := h.Addrs(); len(as) != 1 || as[0].String() != want {
+		t.Errorf("host announces %v, want [%s]", as, want)
+	}
+	if len(h.Network().ListenAddresses()) == 0 {
+		t.Error("the host listens nowhere")
+	}
+	if _, err := newHost(hostConfig{identity: n.Identity, listen: []string{"/ip4/127.0.0.1/tcp/0"}, announce: []string{"127.0.0.1:4801"}}); err == nil {
+		t.Error("a host-port announce address was accepted")
+	}
+}
