@@ -3,9 +3,14 @@
 # another's, against Orthanc-to-Orthanc transfer of the same files, side by
 # side in one run.
 #
-#   bench/transfer.sh [-n REPS] [-k]
+#   bench/transfer.sh [-n REPS] [-l RATE,RTT] [-k]
 #
 #   -n  repetitions (default 3); medians are reported
+#   -l  shape the link between the two sides, e.g. -l 100mbit,40ms: each
+#       node (and Orthanc B) sits behind bench/shape, a proxy that limits
+#       each direction to RATE and adds RTT, and announces the proxy's
+#       address; the times are also compared with the line-rate time of the
+#       study's bytes
 #   -k  keep the scratch folder (printed at the end)
 #
 # Steps, all on this machine, all in one run:
@@ -30,10 +35,11 @@
 # process is stopped by its PID when the script exits.
 set -euo pipefail
 
-reps=3 keep=0
-while getopts "n:kh" o; do
+reps=3 keep=0 link=""
+while getopts "n:l:kh" o; do
 	case $o in
 	n) reps=$OPTARG ;;
+	l) link=$OPTARG ;;
 	k) keep=1 ;;
 	*) sed -n '2,30p' "$0"; exit 2 ;;
 	esac
@@ -52,24 +58,54 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building dicomesh"
-(cd "$root" && go build -o "$work/dicomesh" ./cmd/dicomesh)
+(cd "$root" && go build -o "$work/dicomesh" ./cmd/dicomesh && go build -o "$work/shape" ./bench/shape)
 dm=$work/dicomesh
+rate="" rtt=""
+if [[ -n $link ]]; then
+	IFS=, read -r rate rtt <<<"$link"
+	[[ -n $rate && -n $rtt ]] || { echo "-l wants RATE,RTT such as 100mbit,40ms"; exit 2; }
+fi
+freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shape NAME LISTEN_PORT TO_PORT: start a shaped proxy in the background.
+shapers=()
+shape() {
+	"$work/shape" -listen "127.0.0.1:$2" -to "127.0.0.1:$3" -rate "$rate" -rtt "$rtt" >/dev/null 2>"$work/shape-$1.log" &
+	pids+=($!)
+	shapers+=("$1")
+}
 
 echo "generating the CT"
 /usr/bin/python3 "$anchors/baselines.py" gen >/dev/null
 ct=$BASELINES_DIR/data/ct400
 bytes=$(du -sb "$ct" | cut -f1)
 
-echo "Orthanc A -> B (peers HTTP push), $reps repetitions"
-/usr/bin/python3 "$anchors/baselines.py" peer -n "$reps" --quick --only "peers HTTP push (POST" >"$work/orthanc.log" 2>&1 ||
-	{ cat "$work/orthanc.log"; exit 1; }
-/usr/bin/python3 "$anchors/baselines.py" stop >/dev/null 2>&1 || true
+osamples=()
+if [[ -z $link ]]; then
+	echo "Orthanc A -> B (peers HTTP push), $reps repetitions"
+	/usr/bin/python3 "$anchors/baselines.py" peer -n "$reps" --quick --only "peers HTTP push (POST" >"$work/orthanc.log" 2>&1 ||
+		{ cat "$work/orthanc.log"; exit 1; }
+	/usr/bin/python3 "$anchors/baselines.py" stop >/dev/null 2>&1 || true
+else
+	echo "Orthanc A -> B (peers HTTP push) through a $rate, $rtt link, $reps repetitions"
+	sp=$(freeport)
+	shape orthanc "$sp" 18043
+	ANCHORS=$anchors /usr/bin/python3 "$root/bench/orthanc_shaped.py" "$ct" "$sp" "$reps" >"$work/orthanc.log" 2>&1 ||
+		{ cat "$work/orthanc.log"; exit 1; }
+	mapfile -t osamples <"$work/orthanc.log"
+fi
 
 # waitfile FILE: wait for a running node's node.json.
 waitfile() { for _ in $(seq 300); do [[ -s $1 ]] && return 0; sleep 0.1; done; echo "timeout: $1"; exit 1; }
 
-run() { # run HOME: start a node in the background
-	"$dm" --home "$1" run --p2p /ip4/127.0.0.1/tcp/0 --http 127.0.0.1:0 >"$1.log" 2>&1 &
+run() { # run HOME: start a node in the background (behind a shaped proxy with -l)
+	local p2p=(--p2p /ip4/127.0.0.1/tcp/0)
+	if [[ -n $link ]]; then
+		local lp sp
+		lp=$(freeport) sp=$(freeport)
+		shape "$(basename "$1")" "$sp" "$lp"
+		p2p=(--p2p "/ip4/127.0.0.1/tcp/$lp" --announce "/ip4/127.0.0.1/tcp/$sp")
+	fi
+	"$dm" --home "$1" run "${p2p[@]}" --http 127.0.0.1:0 >"$1.log" 2>&1 &
 	pids+=($!)
 	waitfile "$1/node.json"
 }
@@ -105,7 +141,8 @@ done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 d=$(median "${samples[@]}")
-o=$(/usr/bin/python3 - "$BASELINES_DIR/results" <<'EOF'
+if [[ -z $link ]]; then
+	o=$(/usr/bin/python3 - "$BASELINES_DIR/results" <<'EOF'
 import json, glob, sys
 for f in glob.glob(sys.argv[1] + "/*.json"):
     r = json.load(open(f))
@@ -113,10 +150,29 @@ for f in glob.glob(sys.argv[1] + "/*.json"):
         print(r["median"])
         break
 EOF
-)
+	)
+else
+	o=$(median "${osamples[@]}")
+fi
 mb=$(echo "$bytes / 1000000" | bc -l)
 printf '\nCT 400 instances, %.1f MB, median of %d, 2 CPUs, load %s\n\n' "$mb" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| what | s | MB/s | vs Orthanc |\n|---|---|---|---|\n'
-printf '| dicomesh pull (request, consent, grant, fetch, verify, durable commit) | %.2f | %.0f | %.2fx |\n' "$d" "$(echo "$mb / $d" | bc -l)" "$(echo "$o / $d" | bc -l)"
-printf '| Orthanc A->B peers HTTP push (synchronous) | %.2f | %.0f | |\n' "$o" "$(echo "$mb / $o" | bc -l)"
-printf '\nsamples (s): dicomesh pull %s\n' "${samples[*]}"
+if [[ -z $link ]]; then
+	printf '| what | s | MB/s | vs Orthanc |\n|---|---|---|---|\n'
+	printf '| dicomesh pull (request, consent, grant, fetch, verify, durable commit) | %.2f | %.0f | %.2fx |\n' "$d" "$(echo "$mb / $d" | bc -l)" "$(echo "$o / $d" | bc -l)"
+	printf '| Orthanc A->B peers HTTP push (synchronous) | %.2f | %.0f | |\n' "$o" "$(echo "$mb / $o" | bc -l)"
+	printf '\nsamples (s): dicomesh pull %s\n' "${samples[*]}"
+	exit 0
+fi
+# The study's bytes at the link's rate: what a perfect transfer of the
+# original files would take.
+bps=$(/usr/bin/python3 -c 'import sys; s=sys.argv[1].lower(); m={"gbit":1e9,"mbit":1e6,"kbit":1e3}; u=[k for k in m if s.endswith(k)]; print(float(s[:-len(u[0])])*m[u[0]] if u else float(s.rstrip("bit")))' "$rate")
+line=$(echo "$bytes * 8 / $bps" | bc -l)
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+printf '| what, through a %s %s link | s | MB/s | vs line rate | vs Orthanc |\n|---|---|---|---|---|\n' "$rate" "$rtt"
+printf '| dicomesh pull (request, consent, grant, fetch, verify, durable commit) | %.2f | %.1f | %.2fx | %.2fx |\n' "$d" "$(echo "$mb / $d" | bc -l)" "$(echo "$line / $d" | bc -l)" "$(echo "$o / $d" | bc -l)"
+printf '| Orthanc A->B peers HTTP push (synchronous) | %.2f | %.1f | %.2fx | |\n' "$o" "$(echo "$mb / $o" | bc -l)" "$(echo "$line / $o" | bc -l)"
+printf '| line rate: %.1f MB at %s | %.2f | | | |\n' "$mb" "$rate" "$line"
+printf '\nsamples (s): dicomesh pull %s; Orthanc %s\n' "${samples[*]}" "${osamples[*]}"
+echo "carried by the shaped links:"
+for n in "${shapers[@]}"; do echo "  $n: $(tail -1 "$work/shape-$n.log")"; done
