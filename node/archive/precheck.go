@@ -87,8 +87,9 @@ func (p *Precheck) run(ctx context.Context) {
 			return
 		}
 	}
-	// The feeder waits for each instance's blocks, in manifest order, the
-	// order they are fetched in; a few workers check.
+	// The feeder waits for each instance's blocks in the order they are
+	// fetched in, the order of the root's links; a few workers check.
+	order := p.fetchOrder(ctx, st)
 	next := make(chan Instance)
 	var wg sync.WaitGroup
 	for range exportWorkers {
@@ -116,20 +117,49 @@ func (p *Precheck) run(ctx context.Context) {
 	}
 	defer wg.Wait()
 	defer close(next)
-	for _, se := range st.Series {
-		for _, in := range se.Instances {
-			for !p.present(ctx, in.Root) {
-				if !p.wait(ctx) {
-					return
-				}
-			}
-			select {
-			case next <- in:
-			case <-ctx.Done():
+	for _, in := range order {
+		for !p.present(ctx, in.Root) {
+			if !p.wait(ctx) {
 				return
 			}
 		}
+		select {
+		case next <- in:
+		case <-ctx.Done():
+			return
+		}
 	}
+}
+
+// fetchOrder lists the study's instances in the order of the root's links,
+// which is the order a fetch brings them in: dag-pb sorts links by name, so
+// "i10" comes before "i2" and the manifest's order is not the fetch's.
+func (p *Precheck) fetchOrder(ctx context.Context, st Study) []Instance {
+	byRoot := map[cid.Cid][]Instance{}
+	var order []Instance
+	for _, se := range st.Series {
+		for _, in := range se.Instances {
+			byRoot[in.Root] = append(byRoot[in.Root], in)
+			order = append(order, in)
+		}
+	}
+	blk, err := p.a.bs.Get(ctx, p.root)
+	if err != nil {
+		return order
+	}
+	nd, err := merkledag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		return order
+	}
+	order = order[:0]
+	for _, l := range nd.Links() {
+		order = append(order, byRoot[l.Cid]...)
+		delete(byRoot, l.Cid)
+	}
+	for _, ins := range byRoot { // not linked from the root: CommitReceived names that
+		order = append(order, ins...)
+	}
+	return order
 }
 
 // Study returns the study being received as its detail manifest describes

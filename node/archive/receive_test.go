@@ -238,3 +238,65 @@ func corruptBlock(t *testing.T, a *Archive, c cid.Cid) {
 	b[len(b)/2] ^= 1
 	os.WriteFile(file, b, 0o600)
 }
+
+// TestPrecheckFollowsFetchOrder delivers the instances of a 12-instance
+// study in the order of the root's links, which a fetch follows ("i10"
+// sorts before "i2"), and checks that each is checked as it arrives rather
+// than waiting for the manifest's next instance.
+func TestPrecheckFollowsFetchOrder(t *testing.T) {
+	owner := open(t, t.TempDir(), newOwner(t))
+	defer owner.Close()
+	store(t, owner, "1.12", 1, 12)
+	st, _ := owner.Study("1.12")
+	key, _ := owner.StudyKey("1.12")
+	ctx := context.Background()
+
+	recv := open(t, t.TempDir(), newOwner(t))
+	defer recv.Close()
+	recv.BeginReceive(st.Root)
+	blk, _ := owner.bs.Get(ctx, st.Root)
+	recv.bs.Put(ctx, blk)
+	mroot, _, err := recv.ManifestRoot(ctx, st.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyDAG(t, owner, recv, mroot, -1)
+	nd, err := merkledag.DecodeProtobuf(blk.RawData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arrived []cid.Cid // the first three instances a fetch brings
+	for _, l := range nd.Links() {
+		if l.Name != "m" && len(arrived) < 3 {
+			arrived = append(arrived, l.Cid)
+		}
+	}
+	if nd.Links()[2].Name != "i10" {
+		t.Fatalf("the root's third link is %q: this test wants dag-pb's sorted link names", nd.Links()[2].Name)
+	}
+	for _, c := range arrived {
+		copyDAG(t, owner, recv, c, -1)
+	}
+	pre := recv.Precheck(ctx, st.Root, key)
+	checked := func() int {
+		recv.mu.Lock()
+		defer recv.mu.Unlock()
+		n := 0
+		for _, c := range arrived {
+			if recv.checked[st.Root][c] {
+				n++
+			}
+		}
+		return n
+	}
+	for range 200 {
+		if checked() == len(arrived) {
+			break
+		}
+		pre.Arrived()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, _ := pre.Stop(); n != len(arrived) || checked() != len(arrived) {
+		t.Fatalf("%d of the %d instances that arrived were checked", n, len(arrived))
+	}
+}
