@@ -25,3 +25,22 @@ func TestHostAnnounces(t *testing.T) {
 		t.Error("a host-port announce address was accepted")
 	}
 }
+
+func TestListenLoopback(t *testing.T) {
+	for _, bad := range []string{"0.0.0.0:0", ":0", "localhost:0", "10.1.2.3:0", "nonsense"} {
+		if l, err := listenLoopback(bad); err == nil {
+			l.Close()
+			t.Errorf("listenLoopback(%q) listened", bad)
+		}
+	}
+	for _, good := range []string{"127.0.0.1:0", "[::1]:0"} {
+		l, err := listenLoopback(good)
+		if err != nil {
+			if good == "[::1]:0" {
+				continue // no IPv6 loopback on this machine
+			}
+			t.Fatalf("listenLoopback(%q): %v", good, err)
+		}
+		l.Close()
+	}
+}

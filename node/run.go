@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -29,6 +30,7 @@ type RunInfo struct {
 	P2P    []string `json:"p2p"`
 	HTTP   string   `json:"http"`
 	DICOM  string   `json:"dicom,omitempty"`
+	Pprof  string   `json:"pprof,omitempty"`
 	PID    int      `json:"pid"`
 }
 
@@ -40,6 +42,9 @@ type RunOptions struct {
 	HTTP     string
 	// DICOM and AET override the DIMSE listener and AE title.
 	DICOM, AET string
+	// Pprof, if set, is a loopback HOST:PORT where the Go runtime's
+	// profiles are served (net/http/pprof) for diagnosing performance.
+	Pprof string
 	// Ready, if set, is called once every listener is up.
 	Ready func(RunInfo)
 }
@@ -128,6 +133,17 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 			info.DICOM = dl.Addr().String()
 		}
 	}
+	if ro.Pprof != "" {
+		pl, err := listenLoopback(ro.Pprof)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("pprof listener: %w", err)
+		}
+		ps := &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go ps.Serve(pl)
+		defer ps.Close()
+		info.Pprof = pl.Addr().String()
+	}
 	for _, a := range h.Addrs() {
 		info.P2P = append(info.P2P, a.String()+"/p2p/"+h.ID().String())
 	}
@@ -161,4 +177,29 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 	}
 	n.log.Info("node stopped")
 	return nil
+}
+
+// listenLoopback listens on addr, which must be a loopback address.
+func listenLoopback(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%s: only a loopback IP address is allowed", addr)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// pprofHandler serves the runtime's profiles under /debug/pprof/. They
+// describe the program (stacks, allocation sites, timings), not the data it
+// holds.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

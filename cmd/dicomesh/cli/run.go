@@ -54,6 +54,7 @@ for the same --home find the running node.`,
 	f.StringVar(&ro.HTTP, "http", "", "HTTP listen address HOST:PORT (default from config.toml)")
 	f.StringVar(&ro.DICOM, "dicom", "", "DIMSE listen address HOST:PORT (default from config.toml)")
 	f.StringVar(&ro.AET, "aet", "", "the node's DICOM AE title (default from config.toml)")
+	f.StringVar(&ro.Pprof, "pprof", "", "serve Go runtime profiles under /debug/pprof/ on this loopback HOST:PORT (off by default)")
 	f.BoolVar(&logJSON, "log-json", false, "log in JSON instead of text")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return c
