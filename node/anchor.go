@@ -13,6 +13,9 @@ import (
 // consistency proof from that one: every member can then check that this
 // facility's log only ever grew.
 func (rt *fedRuntime) anchor(ctx context.Context) {
+	if fed, _ := rt.fsm.Federation(); fed == "" {
+		return // the replica has not caught up: what is anchored already is unknown
+	}
 	cps := rt.n.Audit.Checkpoints()
 	if len(cps) == 0 || rt.n.Audit.Size() > cps[len(cps)-1].Size {
 		// Sign what was appended since the last checkpoint.

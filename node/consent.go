@@ -113,8 +113,7 @@ func (n *Node) Consents(ctx context.Context, issuer, id string) ([]consent.Direc
 // commit signs a command and applies it through the leader, waiting for
 // the result; a refusal is an error.
 func (rt *fedRuntime) commit(ctx context.Context, k registry.Kind, p canon.Marshaler) error {
-	fed, _ := rt.fsm.Federation()
-	cmd, err := registry.Sign(rt.n.Identity, fed, k, p, time.Now(), randReader)
+	cmd, err := registry.Sign(rt.n.Identity, rt.federationID(), k, p, time.Now(), randReader)
 	if err != nil {
 		return err
 	}

@@ -299,6 +299,18 @@ func (rt *fedRuntime) dialMembers(ctx context.Context, ids []peer.ID) {
 	}
 }
 
+// federationID is the id of the federation this member belongs to, known
+// from federation.json before the replica has caught up.
+func (rt *fedRuntime) federationID() string {
+	rt.mu.Lock()
+	id := rt.fs.ID
+	rt.mu.Unlock()
+	if id == "" {
+		id, _ = rt.fsm.Federation()
+	}
+	return id
+}
+
 // publishAddrs updates this facility's addresses in the registry when they
 // differ from where it listens. It reports whether they are current.
 func (rt *fedRuntime) publishAddrs(ctx context.Context) bool {
@@ -310,8 +322,7 @@ func (rt *fedRuntime) publishAddrs(ctx context.Context) bool {
 	if slices.Equal(f.Addrs, addrs) {
 		return true
 	}
-	fed, _ := rt.fsm.Federation()
-	cmd, err := registry.Sign(rt.n.Identity, fed, registry.KindUpdateFacility, &registry.UpdateFacility{Addrs: addrs}, time.Now(), randReader)
+	cmd, err := registry.Sign(rt.n.Identity, rt.federationID(), registry.KindUpdateFacility, &registry.UpdateFacility{Addrs: addrs}, time.Now(), randReader)
 	if err != nil {
 		return false
 	}

@@ -90,8 +90,7 @@ func (rt *fedRuntime) publishCommand(studyUID string) (registry.Signed, error) {
 		}
 		kind, m.Version = registry.KindReplaceManifest, cur.Version+1
 	}
-	fed, _ := rt.fsm.Federation()
-	return registry.Sign(rt.n.Identity, fed, kind, &m, time.Now(), randReader)
+	return registry.Sign(rt.n.Identity, rt.federationID(), kind, &m, time.Now(), randReader)
 }
 
 // The outbox: what this facility has to tell the registry, kept on disk

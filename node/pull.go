@@ -52,7 +52,7 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(blocks.P
 	if err != nil {
 		return archive.Study{}, err
 	}
-	fed, _ := rt.fsm.Federation()
+	fed := rt.federationID()
 	ctx = WithActor(ctx, audit.Actor{User: req.User, Purpose: req.Purpose})
 	rec := audit.Record{Event: audit.EventBeginTransfer, Action: audit.ActionExecute, Peer: m.Owner, Purpose: req.Purpose,
 		BreakGlass: req.BreakGlass, Query: "access request for manifest " + req.Manifest}
