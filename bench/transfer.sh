@@ -27,6 +27,8 @@
 #      grant, fetching every block over libp2p (verified against its CID),
 #      decrypting and checking every instance against the manifest, and the
 #      durable commit. The command's process start is inside the time.
+#      The tertiary node is stopped after its pull, so that every
+#      repetition pulls from the rural node alone.
 # The ratio is Orthanc's time over dicomesh's: above 1, dicomesh is faster.
 #
 # Needs: go, orthanc, dcmtk, python3-pydicom, python3-numpy, python3-requests
@@ -137,6 +139,10 @@ for i in $(seq "$reps"); do
 	"$dm" --home "$t" pull "$man" --purpose TREAT --user bench >/dev/null
 	e=$(date +%s.%N)
 	samples+=("$(echo "$e - $s" | bc)")
+	# Stop this node: it now holds the study, and the next repetition
+	# would pull from it too. Each repetition measures one source.
+	kill "$(/usr/bin/python3 -c "import json; print(json.load(open('$t/node.json'))['pid'])")"
+	for _ in $(seq 100); do [[ -e $t/node.json ]] || break; sleep 0.1; done
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
