@@ -410,7 +410,7 @@ func (ft *fetch) source(p peer.ID, size int) error {
 				ft.giveBack([]cid.Cid{c})
 				return fmt.Errorf("%s lacks %s: %w", p, c, ErrMissing)
 			}
-			if err := ft.f.Local.Put(ft.ctx, blk); err != nil {
+			if err := ft.put(blk); err != nil {
 				ft.cancel(fmt.Errorf("fetch: store %s: %w", c, err))
 				return err
 			}
@@ -420,6 +420,20 @@ func (ft *fetch) source(p peer.ID, size int) error {
 			}
 		}
 	}
+}
+
+// VerifiedPutter is a Local that need not hash again what the fetcher has
+// verified: PutVerified receives only blocks whose data hash to their CID.
+type VerifiedPutter interface {
+	PutVerified(context.Context, blockformat.Block) error
+}
+
+// put stores a verified block.
+func (ft *fetch) put(blk blockformat.Block) error {
+	if vp, ok := ft.f.Local.(VerifiedPutter); ok {
+		return vp.PutVerified(ft.ctx, blk)
+	}
+	return ft.f.Local.Put(ft.ctx, blk)
 }
 
 // readBlock reads one answer for c: nil when the source lacks it, an error

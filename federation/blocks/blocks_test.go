@@ -287,3 +287,46 @@ func TestShallowFetch(t *testing.T) {
 		t.Fatalf("root here %v, %d blocks served, want the root alone", has, s.Served())
 	}
 }
+
+// verifiedOnly is a Local that takes blocks through PutVerified alone.
+type verifiedOnly struct {
+	blockstore.Blockstore
+	n *atomic.Int64
+}
+
+func (v verifiedOnly) Put(context.Context, blockformat.Block) error {
+	return errors.New("Put called on a VerifiedPutter")
+}
+
+func (v verifiedOnly) PutVerified(ctx context.Context, b blockformat.Block) error {
+	v.n.Add(1)
+	return v.Blockstore.Put(ctx, b)
+}
+
+// TestVerifiedPutter: a Local that skips hashing gets every block through
+// PutVerified, and still nothing from a corrupt source.
+func TestVerifiedPutter(t *testing.T) {
+	root, blks := dag(t, 2, 20, 16<<10)
+	me := newHost(t)
+	good, bad := newStore(), newStore()
+	put(t, good, blks)
+	put(t, bad, blks)
+	hbad, _ := source(t, me, corruptStore{bad}, everyone)
+	hgood, _ := source(t, me, good, everyone)
+
+	var n atomic.Int64
+	local := verifiedOnly{newStore(), &n}
+	if err := (&Fetcher{H: me, Local: local}).Fetch(context.Background(), root, []peer.ID{hbad.ID()}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("fetch from a corrupt source: %v", err)
+	}
+	if n.Load() != 0 {
+		t.Fatalf("%d blocks from a corrupt source reached PutVerified", n.Load())
+	}
+	if err := (&Fetcher{H: me, Local: local}).Fetch(context.Background(), root, []peer.ID{hbad.ID(), hgood.ID()}); err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, local, blks)
+	if n.Load() != int64(len(blks)) {
+		t.Errorf("PutVerified took %d blocks, want %d", n.Load(), len(blks))
+	}
+}
