@@ -335,7 +335,7 @@ type instanceReader struct {
 	segs *[2][shuffleSegment]byte // from the pool, returned by Close
 	seg  []byte                   // shuffled segment as read
 	buf  []byte                   // seg unshuffled
-	out  []byte // the part of buf not yet returned
+	out  []byte                   // the part of buf not yet returned
 	done bool
 	err  error
 }
