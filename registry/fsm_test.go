@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
@@ -287,6 +288,17 @@ func TestManifestLookupAndConsent(t *testing.T) {
 	w.ok(t, b.sign(t, KindAnnounceHolding, &ManifestRef{"m1"}, at))
 	if h := w.f.Holders("m1"); len(h) != 2 || h[0] != w.a.fid || h[1] != b.fid {
 		t.Fatalf("holders %v", h)
+	}
+	// A holder that left or was suspended is no source.
+	c := newMember(t)
+	w.admit(t, c, "Tertiary")
+	w.ok(t, c.sign(t, KindAnnounceHolding, &ManifestRef{"m1"}, at))
+	if h := w.f.Holders("m1"); len(h) != 3 || h[2] != c.fid {
+		t.Fatalf("holders %v, want the owner, Regional and Tertiary", h)
+	}
+	w.ok(t, w.a.sign(t, KindSuspendFacility, &FacilityRef{c.fid}, at))
+	if h := w.f.Holders("m1"); len(h) != 2 || slices.Contains(h, c.fid) {
+		t.Fatalf("holders %v: the suspended Tertiary is still one", h)
 	}
 	// Consent by token; only the recording facility revokes.
 	d := consent.Directive{ID: "d1", Patient: id1.String(), Effect: consent.EffectDeny, RecordedBy: "clerk@Rural", RecordedAt: at}

@@ -136,7 +136,7 @@ func (f *FSM) Lookup(tokens []crypto.Token) []Match {
 }
 
 // Holders returns the facilities that hold a manifest's blocks: the owner
-// first, then the others in the order they announced it.
+// first, then the other active members in the order they announced it.
 func (f *FSM) Holders(manifest string) []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -151,7 +151,7 @@ func (f *FSM) Holders(manifest string) []string {
 	}
 	var hs []h
 	for id, t := range f.st.holders[manifest] {
-		if id != m.Owner {
+		if fac := f.st.facilities[id]; id != m.Owner && fac != nil && fac.Status == Active {
 			hs = append(hs, h{id, t})
 		}
 	}
