@@ -27,8 +27,8 @@
 #      grant, fetching every block over libp2p (verified against its CID),
 #      decrypting and checking every instance against the manifest, and the
 #      durable commit. The command's process start is inside the time.
-#      The tertiary node is stopped after its pull, so that every
-#      repetition pulls from the rural node alone.
+#      The tertiary node leaves the federation and stops after its pull,
+#      so that every repetition pulls from the rural node alone.
 # The ratio is Orthanc's time over dicomesh's: above 1, dicomesh is faster.
 #
 # Needs: go, orthanc, dcmtk, python3-pydicom, python3-numpy, python3-requests
@@ -139,8 +139,14 @@ for i in $(seq "$reps"); do
 	"$dm" --home "$t" pull "$man" --purpose TREAT --user bench >/dev/null
 	e=$(date +%s.%N)
 	samples+=("$(echo "$e - $s" | bc)")
-	# Stop this node: it now holds the study, and the next repetition
-	# would pull from it too. Each repetition measures one source.
+	# This node now holds the study, and the next repetition would pull
+	# from it too: it leaves the federation (no longer a holder, nor a
+	# voter the quorum needs) and stops. Each repetition has one source.
+	"$dm" --home "$t" federation leave >/dev/null
+	for _ in $(seq 300); do
+		"$dm" --home "$rural" federation members -o json | /usr/bin/python3 -c "import json,sys; sys.exit(any(m['name'] == 'Tertiary $i' and m['status'] == 'active' for m in json.load(sys.stdin)))" && break
+		sleep 0.1
+	done
 	kill "$(/usr/bin/python3 -c "import json; print(json.load(open('$t/node.json'))['pid'])")"
 	for _ in $(seq 100); do [[ -e $t/node.json ]] || break; sleep 0.1; done
 done
