@@ -86,7 +86,7 @@ func (n *Node) receive(ctx context.Context, h host.Host, g access.Grant, from ar
 		rcv.Sync()
 		return fail(err)
 	}
-	pre := n.Archive.Precheck(ctx, root, key)
+	pre := n.Archive.Precheck(ctx, root, key, rcv)
 	n.receiving.Store(root, &receiving{pre: pre, from: from})
 	defer n.receiving.Delete(root)
 	f := &blocks.Fetcher{H: h, Local: rcv, Progress: func(p blocks.Progress) {

@@ -101,14 +101,14 @@ func (s *fileStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 	return blocks.NewBlockWithCid(data, c)
 }
 
-// maxChunk bounds a chunk read by readChunk: objects are cut into BlockSize
+// maxChunk bounds a chunk read by readChunkFile: objects are cut into BlockSize
 // chunks, and a larger file is damage, not data.
 const maxChunk = 4 * BlockSize
 
-// readChunk reads a raw block's bytes into buf (grown as needed) without
+// readChunkFile reads a raw block's bytes into buf (grown as needed) without
 // checking them against the CID: for ciphertext that is authenticated when
 // it is decrypted.
-func (s *fileStore) readChunk(c cid.Cid, buf []byte) ([]byte, error) {
+func (s *fileStore) readChunkFile(c cid.Cid, buf []byte) ([]byte, error) {
 	if c.Type() != cid.Raw {
 		return nil, fmt.Errorf("read chunk %s: not a raw block", c)
 	}

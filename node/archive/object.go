@@ -239,6 +239,17 @@ type getter interface {
 // byte is still an error, only a later one than with Get.
 type unhashedChunks struct{ *fileStore }
 
+func (u unhashedChunks) readChunk(c cid.Cid, buf []byte) ([]byte, error) {
+	return u.readChunkFile(c, buf)
+}
+
+// chunkSource is a getter whose ciphertext chunks chunkReader reads with
+// readChunk instead of Get: unhashedChunks, receivedChunks.
+type chunkSource interface {
+	getter
+	readChunk(c cid.Cid, buf []byte) ([]byte, error)
+}
+
 // chunks returns the ciphertext blocks of the object rooted at root, in order.
 func chunks(ctx context.Context, g getter, root cid.Cid) ([]cid.Cid, error) {
 	switch root.Type() {
@@ -280,9 +291,9 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		if len(r.cids) == 0 {
 			return 0, io.EOF
 		}
-		if fs, ok := r.g.(unhashedChunks); ok {
+		if src, ok := r.g.(chunkSource); ok {
 			var err error
-			if r.buf, err = fs.readChunk(r.cids[0], r.buf); err != nil {
+			if r.buf, err = src.readChunk(r.cids[0], r.buf); err != nil {
 				return 0, err
 			}
 			r.cids, r.cur = r.cids[1:], r.buf

@@ -22,6 +22,7 @@ type Precheck struct {
 	a    *Archive
 	root cid.Cid
 	key  *crypto.StudyKey
+	rcv  *Receiver // the blocks' receiver, whose kept blocks are checked from memory
 	wake chan struct{}
 	stop context.CancelFunc
 	done chan struct{}
@@ -34,11 +35,11 @@ type Precheck struct {
 }
 
 // Precheck starts checking the instances of the study under root as
-// their blocks arrive; call Arrived when blocks come in and Stop before
-// CommitReceived.
-func (a *Archive) Precheck(ctx context.Context, root cid.Cid, key *crypto.StudyKey) *Precheck {
+// their blocks arrive through rcv; call Arrived when blocks come in and
+// Stop before CommitReceived.
+func (a *Archive) Precheck(ctx context.Context, root cid.Cid, key *crypto.StudyKey, rcv *Receiver) *Precheck {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Precheck{a: a, root: root, key: key, wake: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
+	p := &Precheck{a: a, root: root, key: key, rcv: rcv, wake: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
 	go p.run(ctx)
 	return p
 }
@@ -97,7 +98,7 @@ func (p *Precheck) run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for in := range next {
-				if p.a.checkInstance(ctx, p.key, in) != nil {
+				if p.a.checkInstance(ctx, receivedChunks{p.a.bs, p.rcv}, p.key, in) != nil {
 					continue // left to CommitReceived, which names the failure
 				}
 				p.a.mu.Lock()
@@ -218,8 +219,11 @@ func (p *Precheck) ReadInstance(ctx context.Context, sop string) (io.ReadCloser,
 // present reports whether the instance DAG under root is all in the store.
 func (p *Precheck) present(ctx context.Context, root cid.Cid) bool {
 	if root.Type() != cid.DagProtobuf {
-		// One raw block: whether its file is there, not its bytes, which
-		// the check reads anyway.
+		// One raw block: whether it is there, not its bytes, which the
+		// check reads anyway.
+		if p.rcv.kept(root) {
+			return true
+		}
 		has, err := p.a.bs.Has(ctx, root)
 		return err == nil && has
 	}

@@ -219,7 +219,7 @@ func (a *Archive) checkInstances(ctx context.Context, key *crypto.StudyKey, st S
 		go func() {
 			defer wg.Done()
 			for in := range next {
-				if err := a.checkInstance(ctx, key, in); err != nil {
+				if err := a.checkInstance(ctx, unhashedChunks{a.bs}, key, in); err != nil {
 					errs <- err
 					cancel()
 					return
@@ -252,8 +252,8 @@ feed:
 
 // checkInstance decrypts one received instance and compares its SHA-256
 // and size with the detail manifest.
-func (a *Archive) checkInstance(ctx context.Context, key *crypto.StudyKey, in Instance) error {
-	r, err := openInstance(ctx, unhashedChunks{a.bs}, key, in)
+func (a *Archive) checkInstance(ctx context.Context, src chunkSource, key *crypto.StudyKey, in Instance) error {
+	r, err := openInstance(ctx, src, key, in)
 	if err != nil {
 		return fmt.Errorf("instance %s: %w", in.SOPInstanceUID, err)
 	}
@@ -274,6 +274,72 @@ type Receiver struct {
 	blockstore.Blockstore
 	fs    *fileStore
 	batch syncBatch
+
+	// recent keeps the raw blocks just written, up to maxRecent bytes,
+	// until a Precheck reads them: it checks them from memory, not from
+	// the files.
+	mu          sync.Mutex
+	recent      map[cid.Cid][]byte
+	recentBytes int
+}
+
+// maxRecent bounds the bytes a Receiver keeps for its Precheck; beyond
+// that the check reads the files.
+const maxRecent = 64 << 20
+
+// keep remembers a raw block's data for the check.
+func (r *Receiver) keep(c cid.Cid, data []byte) {
+	if c.Type() != cid.Raw {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.recent[c]; ok || r.recentBytes+len(data) > maxRecent {
+		return
+	}
+	if r.recent == nil {
+		r.recent = map[cid.Cid][]byte{}
+	}
+	r.recent[c] = data
+	r.recentBytes += len(data)
+}
+
+// kept reports whether a block is kept in memory.
+func (r *Receiver) kept(c cid.Cid) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.recent[c]
+	return ok
+}
+
+// take returns and forgets a kept block; the caller owns the data (the
+// fetcher hands over a fresh slice with each block).
+func (r *Receiver) take(c cid.Cid) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	data, ok := r.recent[c]
+	if ok {
+		delete(r.recent, c)
+		r.recentBytes -= len(data)
+	}
+	return data, ok
+}
+
+// receivedChunks reads the chunks a Receiver kept from memory, the others
+// from their files, without rehashing either: the check that reads them
+// authenticates the ciphertext and hashes the instance (see
+// unhashedChunks), and a kept block was verified against its CID on
+// arrival.
+type receivedChunks struct {
+	*fileStore
+	r *Receiver
+}
+
+func (rc receivedChunks) readChunk(c cid.Cid, buf []byte) ([]byte, error) {
+	if data, ok := rc.r.take(c); ok {
+		return data, nil
+	}
+	return rc.readChunkFile(c, buf)
 }
 
 // Receiver returns a Receiver on the archive's block store. Call Sync
@@ -289,7 +355,11 @@ func (r *Receiver) Put(_ context.Context, b blocks.Block) error {
 	if err := checkBlock(b); err != nil {
 		return err
 	}
-	return r.fs.put(b.Cid(), b.RawData(), &r.batch)
+	if err := r.fs.put(b.Cid(), b.RawData(), &r.batch); err != nil {
+		return err
+	}
+	r.keep(b.Cid(), b.RawData())
+	return nil
 }
 
 // PutVerified writes a block whose data its caller has checked against
@@ -298,7 +368,11 @@ func (r *Receiver) PutVerified(_ context.Context, b blocks.Block) error {
 	if err := checkProfile(b.Cid()); err != nil {
 		return err
 	}
-	return r.fs.put(b.Cid(), b.RawData(), &r.batch)
+	if err := r.fs.put(b.Cid(), b.RawData(), &r.batch); err != nil {
+		return err
+	}
+	r.keep(b.Cid(), b.RawData())
+	return nil
 }
 
 // PutMany puts each block.

@@ -160,7 +160,7 @@ func TestPrecheck(t *testing.T) {
 	copyDAG(t, owner, recv, mroot, -1)
 	first := st.Series[0].Instances[0]
 	copyDAG(t, owner, recv, first.Root, -1)
-	pre := recv.Precheck(ctx, st.Root, key)
+	pre := recv.Precheck(ctx, st.Root, key, recv.Receiver())
 	pre.Arrived()
 	// Stop waits for what was under way; the check of the first instance
 	// may need more than one wake-up to start.
@@ -202,7 +202,7 @@ func TestPrecheck(t *testing.T) {
 		leaf = firstLink(t, node.RawData())
 	}
 	corruptBlock(t, recv2, leaf)
-	pre2 := recv2.Precheck(ctx, st2.Root, key2)
+	pre2 := recv2.Precheck(ctx, st2.Root, key2, recv2.Receiver())
 	pre2.Arrived()
 	time.Sleep(100 * time.Millisecond)
 	pre2.Stop()
@@ -277,7 +277,7 @@ func TestPrecheckFollowsFetchOrder(t *testing.T) {
 	for _, c := range arrived {
 		copyDAG(t, owner, recv, c, -1)
 	}
-	pre := recv.Precheck(ctx, st.Root, key)
+	pre := recv.Precheck(ctx, st.Root, key, recv.Receiver())
 	checked := func() int {
 		recv.mu.Lock()
 		defer recv.mu.Unlock()
@@ -298,5 +298,56 @@ func TestPrecheckFollowsFetchOrder(t *testing.T) {
 	}
 	if n, _ := pre.Stop(); n != len(arrived) || checked() != len(arrived) {
 		t.Fatalf("%d of the %d instances that arrived were checked", n, len(arrived))
+	}
+}
+
+// TestPrecheckReadsKeptBlocks: instances whose blocks came through the
+// Receiver are checked from memory; their files are not read again.
+func TestPrecheckReadsKeptBlocks(t *testing.T) {
+	owner := open(t, t.TempDir(), newOwner(t))
+	defer owner.Close()
+	store(t, owner, "1.13", 1, 3)
+	st, _ := owner.Study("1.13")
+	key, _ := owner.StudyKey("1.13")
+	ctx := context.Background()
+
+	recv := open(t, t.TempDir(), newOwner(t))
+	defer recv.Close()
+	recv.BeginReceive(st.Root)
+	blk, _ := owner.bs.Get(ctx, st.Root)
+	recv.bs.Put(ctx, blk)
+	mroot, _, err := recv.ManifestRoot(ctx, st.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyDAG(t, owner, recv, mroot, -1)
+	rcv := recv.Receiver()
+	for _, in := range st.Series[0].Instances {
+		if in.Root.Type() != cid.Raw {
+			t.Fatalf("instance %s is not one raw block", in.SOPInstanceUID)
+		}
+		b, _ := owner.bs.Get(ctx, in.Root)
+		if err := rcv.PutVerified(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		// Only the kept copy is left to read.
+		_, file := recv.bs.path(in.Root)
+		if err := os.Remove(file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pre := recv.Precheck(ctx, st.Root, key, rcv)
+	for range 200 {
+		if st, _ := pre.Study(); st.Instances == 3 {
+			break
+		}
+		pre.Arrived()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, _ := pre.Stop(); n != 3 {
+		t.Fatalf("%d of 3 instances checked from the kept blocks", n)
+	}
+	if rcv.recentBytes != 0 || len(rcv.recent) != 0 {
+		t.Errorf("%d bytes still kept after the check", rcv.recentBytes)
 	}
 }
