@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+
+	"github.com/dicomesh/dicomesh/crypto"
 )
 
 // copyDAG copies the first n blocks (all when n < 0) of the study DAG
@@ -135,29 +138,39 @@ func TestReceiveSurvivesSweep(t *testing.T) {
 	}
 }
 
-// TestPrecheck: instances are checked as their blocks arrive, before the
-// commit; the commit checks what is left. An instance whose blocks are
-// not what the manifest says is never marked checked, so the commit still
-// refuses the study.
-func TestPrecheck(t *testing.T) {
-	owner := open(t, t.TempDir(), newOwner(t))
-	defer owner.Close()
-	store(t, owner, "1.9", 2, 3)
-	st, _ := owner.Study("1.9")
-	key, _ := owner.StudyKey("1.9")
+// receivingManifest stores a study of series x count instances at an
+// owner and starts receiving it at a new archive, with the root block and
+// the detail manifest there and no instance yet. Both archives close with
+// the test.
+func receivingManifest(t *testing.T, uid string, series, count int) (owner, recv *Archive, st Study, key *crypto.StudyKey, root blocks.Block) {
+	t.Helper()
 	ctx := context.Background()
-
-	recv := open(t, t.TempDir(), newOwner(t))
-	defer recv.Close()
+	owner = open(t, t.TempDir(), newOwner(t))
+	t.Cleanup(func() { owner.Close() })
+	store(t, owner, uid, series, count)
+	st, _ = owner.Study(uid)
+	key, _ = owner.StudyKey(uid)
+	recv = open(t, t.TempDir(), newOwner(t))
+	t.Cleanup(func() { recv.Close() })
 	recv.BeginReceive(st.Root)
-	// The root and the detail manifest first, then one instance.
-	blk, _ := owner.bs.Get(ctx, st.Root)
-	recv.bs.Put(ctx, blk)
+	root, _ = owner.bs.Get(ctx, st.Root)
+	recv.bs.Put(ctx, root)
 	mroot, _, err := recv.ManifestRoot(ctx, st.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	copyDAG(t, owner, recv, mroot, -1)
+	return owner, recv, st, key, root
+}
+
+// TestPrecheck: instances are checked as their blocks arrive, before the
+// commit; the commit checks what is left. An instance whose blocks are
+// not what the manifest says is never marked checked, so the commit still
+// refuses the study.
+func TestPrecheck(t *testing.T) {
+	ctx := context.Background()
+	// The root and the detail manifest first, then one instance.
+	owner, recv, st, key, _ := receivingManifest(t, "1.9", 2, 3)
 	first := st.Series[0].Instances[0]
 	copyDAG(t, owner, recv, first.Root, -1)
 	pre := recv.Precheck(ctx, st.Root, key, recv.Receiver())
@@ -244,23 +257,8 @@ func corruptBlock(t *testing.T, a *Archive, c cid.Cid) {
 // sorts before "i2"), and checks that each is checked as it arrives rather
 // than waiting for the manifest's next instance.
 func TestPrecheckFollowsFetchOrder(t *testing.T) {
-	owner := open(t, t.TempDir(), newOwner(t))
-	defer owner.Close()
-	store(t, owner, "1.12", 1, 12)
-	st, _ := owner.Study("1.12")
-	key, _ := owner.StudyKey("1.12")
 	ctx := context.Background()
-
-	recv := open(t, t.TempDir(), newOwner(t))
-	defer recv.Close()
-	recv.BeginReceive(st.Root)
-	blk, _ := owner.bs.Get(ctx, st.Root)
-	recv.bs.Put(ctx, blk)
-	mroot, _, err := recv.ManifestRoot(ctx, st.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyDAG(t, owner, recv, mroot, -1)
+	owner, recv, st, key, blk := receivingManifest(t, "1.12", 1, 12)
 	nd, err := merkledag.DecodeProtobuf(blk.RawData())
 	if err != nil {
 		t.Fatal(err)
@@ -304,23 +302,8 @@ func TestPrecheckFollowsFetchOrder(t *testing.T) {
 // TestPrecheckReadsKeptBlocks: instances whose blocks came through the
 // Receiver are checked from memory; their files are not read again.
 func TestPrecheckReadsKeptBlocks(t *testing.T) {
-	owner := open(t, t.TempDir(), newOwner(t))
-	defer owner.Close()
-	store(t, owner, "1.13", 1, 3)
-	st, _ := owner.Study("1.13")
-	key, _ := owner.StudyKey("1.13")
 	ctx := context.Background()
-
-	recv := open(t, t.TempDir(), newOwner(t))
-	defer recv.Close()
-	recv.BeginReceive(st.Root)
-	blk, _ := owner.bs.Get(ctx, st.Root)
-	recv.bs.Put(ctx, blk)
-	mroot, _, err := recv.ManifestRoot(ctx, st.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyDAG(t, owner, recv, mroot, -1)
+	owner, recv, st, key, _ := receivingManifest(t, "1.13", 1, 3)
 	rcv := recv.Receiver()
 	for _, in := range st.Series[0].Instances {
 		if in.Root.Type() != cid.Raw {
