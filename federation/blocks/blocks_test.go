@@ -131,16 +131,23 @@ func (c corruptStore) Get(ctx context.Context, k cid.Cid) (blockformat.Block, er
 	return blockformat.NewBlockWithCid(data, k)
 }
 
-// TestCorruptSourceDropped: blocks that do not match their CID are never
-// stored; the fetch completes from an honest source.
-func TestCorruptSourceDropped(t *testing.T) {
-	root, blks := dag(t, 2, 20, 16<<10)
-	me := newHost(t)
+// honestAndCorrupt makes a DAG and two sources of it for the host me: one
+// serves it as it is, the other with every block damaged.
+func honestAndCorrupt(t *testing.T) (root cid.Cid, blks []blockformat.Block, me, hgood, hbad host.Host) {
+	root, blks = dag(t, 2, 20, 16<<10)
+	me = newHost(t)
 	good, bad := newStore(), newStore()
 	put(t, good, blks)
 	put(t, bad, blks)
-	hbad, _ := source(t, me, corruptStore{bad}, everyone)
-	hgood, _ := source(t, me, good, everyone)
+	hbad, _ = source(t, me, corruptStore{bad}, everyone)
+	hgood, _ = source(t, me, good, everyone)
+	return root, blks, me, hgood, hbad
+}
+
+// TestCorruptSourceDropped: blocks that do not match their CID are never
+// stored; the fetch completes from an honest source.
+func TestCorruptSourceDropped(t *testing.T) {
+	root, blks, me, hgood, hbad := honestAndCorrupt(t)
 	local := newStore()
 	f := &Fetcher{H: me, Local: local, Batch: 4}
 	if err := f.Fetch(context.Background(), root, []peer.ID{hbad.ID(), hgood.ID()}); err != nil {
@@ -306,13 +313,7 @@ func (v verifiedOnly) PutVerified(ctx context.Context, b blockformat.Block) erro
 // TestVerifiedPutter: a Local that skips hashing gets every block through
 // PutVerified, and still nothing from a corrupt source.
 func TestVerifiedPutter(t *testing.T) {
-	root, blks := dag(t, 2, 20, 16<<10)
-	me := newHost(t)
-	good, bad := newStore(), newStore()
-	put(t, good, blks)
-	put(t, bad, blks)
-	hbad, _ := source(t, me, corruptStore{bad}, everyone)
-	hgood, _ := source(t, me, good, everyone)
+	root, blks, me, hgood, hbad := honestAndCorrupt(t)
 
 	var n atomic.Int64
 	local := verifiedOnly{newStore(), &n}
