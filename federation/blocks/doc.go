@@ -16,7 +16,10 @@
 // that fails, stalls past the idle timeout, lacks a block or sends a block
 // that does not match its CID is dropped and its outstanding requests go to
 // the others. Blocks already in the local store are never fetched again, so
-// an interrupted fetch resumes where it stopped.
+// an interrupted fetch resumes where it stopped. Since the receiver verifies
+// every block, a source reads its blocks without hashing them (a store that
+// is a Reader), and a store that is a VerifiedPutter takes the fetched
+// blocks without hashing them again.
 //
 // This protocol is the fast path for the same blocks boxo's bitswap would
 // carry: one ordered stream per source avoids bitswap's want-list round
