@@ -229,6 +229,9 @@ func TestSpoolRecovery(t *testing.T) {
 	es, _ := os.ReadDir(n.spoolDir("assoc1"))
 	var used, empty []string
 	for _, e := range es {
+		if e.Name() == spoolKeyFile {
+			continue
+		}
 		if info, _ := e.Info(); info.Size() > 0 {
 			used = append(used, filepath.Join(n.spoolDir("assoc1"), e.Name()))
 		} else {
@@ -241,6 +244,24 @@ func TestSpoolRecovery(t *testing.T) {
 	b, _ := os.ReadFile(used[0])
 	if bytes.Contains(b, []byte(st.Patient.ID)) {
 		t.Fatal("the spool holds the patient ID in clear")
+	}
+	// The association's key is sealed to the facility, not kept in clear:
+	// another facility's identity cannot open it.
+	if _, err := n.openSpoolKey(n.spoolDir("assoc1")); err != nil {
+		t.Fatalf("the spool key does not open: %v", err)
+	}
+	other := openTestNode(t)
+	if _, err := other.openSpoolKey(n.spoolDir("assoc1")); err == nil {
+		t.Fatal("another facility opened the spool key")
+	}
+	// A spooled instance with one byte changed is not taken for one.
+	aead, _ := n.openSpoolKey(n.spoolDir("assoc1"))
+	tampered := filepath.Join(t.TempDir(), "x.dcm.enc")
+	bad := bytes.Clone(b)
+	bad[len(bad)/2] ^= 1
+	os.WriteFile(tampered, bad, 0o600)
+	if _, err := n.readSpooled(tampered, aead); err == nil {
+		t.Fatal("a changed spool file decrypted")
 	}
 	// A write that was never acknowledged, cut short by the crash: the
 	// first half of an encrypted instance in a file made ahead.

@@ -42,7 +42,7 @@ type Node struct {
 	log *slog.Logger
 
 	slotsMu sync.Mutex
-	slots   map[string][]string // spool files made ahead, by association
+	slots   map[string]*spoolSlots // spool files made ahead and the key, by association
 
 	// receiving are the studies being pulled, by root CID: their checked
 	// instances are readable before the commit.
@@ -104,6 +104,12 @@ func Open(h Home, opt Options) (*Node, error) {
 
 // Close releases the node's stores.
 func (n *Node) Close() error {
+	n.slotsMu.Lock()
+	for _, sl := range n.slots {
+		sl.close()
+	}
+	n.slots = nil
+	n.slotsMu.Unlock()
 	return errors.Join(n.Archive.Close(), n.Audit.Close())
 }
 
