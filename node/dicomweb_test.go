@@ -212,3 +212,49 @@ func TestDICOMweb(t *testing.T) {
 		t.Fatalf("audit events of the DICOMweb client: %s", s)
 	}
 }
+
+// TestStowCutShort: a STOW-RS body that breaks off after some instances
+// were already being stored is refused as a whole, nothing of it is
+// committed, and the same study can be sent again at once.
+func TestStowCutShort(t *testing.T) {
+	n := openTestNode(t)
+	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
+	defer srv.Close()
+	spec, _ := synth.DefaultSpec("mr")
+	spec.Slices, spec.Rows, spec.Cols = 3, 32, 32
+	st, err := synth.Write(t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts [][]byte
+	for _, f := range st.Files {
+		b, _ := os.ReadFile(f.Path)
+		parts = append(parts, b)
+	}
+	body, ct := multipartBody(t, parts...)
+	whole := body.Bytes()
+	// Cut inside the last part: the closing boundary never comes.
+	cut := whole[:len(whole)-len(parts[len(parts)-1])/2]
+	resp, err := http.Post(srv.URL+"/dicom-web/studies", ct, bytes.NewReader(cut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a body cut short: %s, want 400", resp.Status)
+	}
+	if _, err := n.Archive.Study(st.UID); err == nil {
+		t.Fatal("a study from a body cut short was committed")
+	}
+	resp, err = http.Post(srv.URL+"/dicom-web/studies", ct, bytes.NewReader(whole))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the whole body after the cut one: %s", resp.Status)
+	}
+	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != len(parts) {
+		t.Fatalf("after the whole body: %+v %v", got, err)
+	}
+}

@@ -72,7 +72,7 @@ func (n *Node) handler(reg *prometheus.Registry, checks []check) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/api/v1/audit/", audit.Handler(n.Audit, n.httpActor, nodeAnchor{n}))
-	mux.Handle("/dicom-web/", dicomweb.Handler(dicomweb.Config{Store: n, Actor: n.viewerActor, WithActor: WithActor}))
+	mux.Handle("/dicom-web/", dicomweb.Handler(dicomweb.Config{Store: n, Actor: n.viewerActor, WithActor: WithActor, StowWorkers: n.Config.IngestWorkers}))
 	mux.HandleFunc("POST /api/v1/ingest", func(w http.ResponseWriter, r *http.Request) {
 		a, err := n.httpActor(r)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
+	"github.com/dicomesh/dicomesh/node/dicomweb"
 	"github.com/dicomesh/dicomesh/node/dimse"
 	"github.com/dicomesh/dicomesh/node/ingest"
 )
@@ -252,15 +253,43 @@ feed:
 		return err
 	default:
 	}
-	st, err := tx.Commit(ctx)
+	return studyWriter{n, tx}.Commit(ctx)
+}
+
+// BeginStore starts storing the instances of one study received over a
+// network interface as they arrive (dicomweb.Store): the Commit is audited
+// as an import and queues the study for publication.
+func (n *Node) BeginStore(ctx context.Context, study string) (dicomweb.StudyWriter, error) {
+	tx, err := n.Archive.Begin(study)
+	if err != nil {
+		return nil, err
+	}
+	return studyWriter{n, tx}, nil
+}
+
+// studyWriter is an archive transaction whose commit queues publication.
+type studyWriter struct {
+	n  *Node
+	tx *archive.Tx
+}
+
+func (w studyWriter) Add(ctx context.Context, m archive.InstanceMeta, data []byte) error {
+	_, err := w.tx.Add(ctx, m, data)
+	return err
+}
+
+func (w studyWriter) Commit(ctx context.Context) error {
+	st, err := w.tx.Commit(ctx)
 	if err != nil {
 		return err
 	}
 	if st.UID != "" {
-		return n.queuePublish([]archive.Study{st})
+		return w.n.queuePublish([]archive.Study{st})
 	}
 	return nil
 }
+
+func (w studyWriter) Rollback() { w.tx.Rollback() }
 
 // Push sends a study to a DICOM destination (the local PACS) by C-STORE:
 // each instance as the node serves it locally (a received study under the

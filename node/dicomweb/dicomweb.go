@@ -11,6 +11,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
@@ -23,8 +24,18 @@ type Store interface {
 	Studies(ctx context.Context, q archive.Query) ([]archive.Study, error)
 	Study(ctx context.Context, uid string) (archive.Study, error)
 	ReadInstance(ctx context.Context, studyUID, sopInstanceUID string) (io.ReadCloser, error)
-	// Store commits the instances of one study received by STOW-RS.
-	Store(ctx context.Context, study string, metas []archive.InstanceMeta, data [][]byte) error
+	// BeginStore starts storing the instances of one study received by
+	// STOW-RS as they arrive.
+	BeginStore(ctx context.Context, study string) (StudyWriter, error)
+}
+
+// StudyWriter stores the instances of one study: Add may be called from
+// several goroutines at once; Commit or Rollback ends it, after the Adds
+// have returned. Nothing is stored before Commit returns nil.
+type StudyWriter interface {
+	Add(ctx context.Context, meta archive.InstanceMeta, data []byte) error
+	Commit(ctx context.Context) error
+	Rollback()
 }
 
 // Config configures the service.
@@ -36,12 +47,18 @@ type Config struct {
 	WithActor func(context.Context, audit.Actor) context.Context
 	// MaxStowBytes bounds a STOW-RS request body.
 	MaxStowBytes int64
+	// StowWorkers is how many instances of a STOW-RS request are stored
+	// at once while the rest of the body arrives (default 4).
+	StowWorkers int
 }
 
 // Handler serves QIDO-RS, WADO-RS and STOW-RS under /dicom-web/.
 func Handler(c Config) http.Handler {
 	if c.MaxStowBytes == 0 {
 		c.MaxStowBytes = 4 << 30
+	}
+	if c.StowWorkers <= 0 {
+		c.StowWorkers = 4
 	}
 	s := &service{c}
 	mux := http.NewServeMux()
@@ -224,58 +241,110 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, s.c.MaxStowBytes), params["boundary"])
-	type part struct {
+	// Each part is parsed as it arrives and handed to workers that
+	// compress, encrypt and write it while the rest of the body comes in;
+	// each study is committed once the body has been read.
+	type study struct {
+		w     StudyWriter
+		metas []archive.InstanceMeta
+		mu    sync.Mutex
+		err   error // the first Add that failed
+	}
+	type job struct {
+		st   *study
 		meta archive.InstanceMeta
 		data []byte
 	}
-	byStudy := map[string][]part{}
-	var failed []dataset
+	var (
+		studies []*study
+		byUID   = map[string]*study{}
+		failed  []dataset
+		jobs    = make(chan job)
+		wg      sync.WaitGroup
+	)
+	for range s.c.StowWorkers {
+		wg.Go(func() {
+			for j := range jobs {
+				if err := j.st.w.Add(ctx, j.meta, j.data); err != nil {
+					j.st.mu.Lock()
+					if j.st.err == nil {
+						j.st.err = err
+					}
+					j.st.mu.Unlock()
+				}
+			}
+		})
+	}
+	refused := func(m archive.InstanceMeta) {
+		d := dataset{}
+		d.str("00081150", "UI", m.SOPClassUID)
+		d.str("00081155", "UI", m.SOPInstanceUID)
+		d.num("00081197", "US", 0xA700) // out of resources
+		failed = append(failed, d)
+	}
 	for {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err != nil {
-			http.Error(w, "malformed multipart body: "+err.Error(), http.StatusBadRequest)
-			return
+		if err == nil {
+			var data []byte
+			data, err = io.ReadAll(io.LimitReader(p, ingest.DefaultConfig().MaxFileBytes+1))
+			p.Close()
+			if err == nil {
+				m, perr := ingest.Parse(data)
+				if perr != nil {
+					d := dataset{}
+					d.num("00081197", "US", 0xC000) // cannot understand
+					d.str("00081196", "LO", limitString(perr.Error(), 64))
+					failed = append(failed, d)
+					continue
+				}
+				st := byUID[m.StudyInstanceUID]
+				if st == nil {
+					sw, berr := s.c.Store.BeginStore(ctx, m.StudyInstanceUID)
+					if berr != nil {
+						refused(m)
+						continue
+					}
+					st = &study{w: sw}
+					byUID[m.StudyInstanceUID] = st
+					studies = append(studies, st)
+				}
+				st.metas = append(st.metas, m)
+				jobs <- job{st, m, data}
+				continue
+			}
 		}
-		data, err := io.ReadAll(io.LimitReader(p, ingest.DefaultConfig().MaxFileBytes+1))
-		p.Close()
-		if err != nil {
-			http.Error(w, "reading a part: "+err.Error(), http.StatusBadRequest)
-			return
+		close(jobs)
+		wg.Wait()
+		for _, st := range studies {
+			st.w.Rollback()
 		}
-		m, err := ingest.Parse(data)
-		if err != nil {
-			d := dataset{}
-			d.num("00081197", "US", 0xC000) // cannot understand
-			d.str("00081196", "LO", limitString(err.Error(), 64))
-			failed = append(failed, d)
-			continue
-		}
-		byStudy[m.StudyInstanceUID] = append(byStudy[m.StudyInstanceUID], part{m, data})
+		http.Error(w, "malformed multipart body: "+err.Error(), http.StatusBadRequest)
+		return
 	}
+	close(jobs)
+	wg.Wait()
 	resp := dataset{}
 	var stored []any
 	var studyURL string
-	for uid, parts := range byStudy {
-		var metas []archive.InstanceMeta
-		var datas [][]byte
-		for _, p := range parts {
-			metas, datas = append(metas, p.meta), append(datas, p.data)
+	for _, st := range studies {
+		err := st.err
+		if err == nil {
+			err = st.w.Commit(ctx)
+		} else {
+			st.w.Rollback()
 		}
-		if err := s.c.Store.Store(ctx, uid, metas, datas); err != nil {
-			for _, m := range metas {
-				d := dataset{}
-				d.str("00081150", "UI", m.SOPClassUID)
-				d.str("00081155", "UI", m.SOPInstanceUID)
-				d.num("00081197", "US", 0xA700) // out of resources
-				failed = append(failed, d)
+		if err != nil {
+			for _, m := range st.metas {
+				refused(m)
 			}
 			continue
 		}
+		uid := st.metas[0].StudyInstanceUID
 		studyURL = base(r) + "/studies/" + uid
-		for _, m := range metas {
+		for _, m := range st.metas {
 			d := map[string]attr{}
 			dataset(d).str("00081150", "UI", m.SOPClassUID)
 			dataset(d).str("00081155", "UI", m.SOPInstanceUID)
@@ -283,7 +352,7 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 			stored = append(stored, d)
 		}
 	}
-	if len(byStudy) == 1 {
+	if len(studies) == 1 && studyURL != "" {
 		resp.str("00081190", "UR", studyURL)
 	}
 	if len(stored) > 0 {
