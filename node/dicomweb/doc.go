@@ -15,9 +15,10 @@
 //     transfer-syntax=*), nothing transcoded; rendered frames and
 //     thumbnails as JPEG or PNG with the window, viewport and quality
 //     parameters.
-//   - STOW-RS, whose every part passes the guarded parser and whose parts
-//     are committed per study, answering with the stored and failed
-//     instances.
+//   - STOW-RS, whose every part passes the guarded parser and is stored
+//     by a few workers while the rest of the body arrives; each study is
+//     committed once the body is read (a body that breaks off commits
+//     nothing), and the answer lists the stored and failed instances.
 //
 // CORS headers are on every response, errors included. Received studies
 // are served reconciled to the local patient: the store hands out the
