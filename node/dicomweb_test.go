@@ -56,16 +56,15 @@ func multipartBody(t *testing.T, parts ...[]byte) (*bytes.Buffer, string) {
 	return &buf, `multipart/related; type="application/dicom"; boundary=` + mw.Boundary()
 }
 
-// TestDICOMweb: STOW-RS stores good instances and refuses a hostile one
-// per instance; QIDO-RS finds the study with a VR on every attribute;
-// WADO-RS returns the original bytes; errors carry CORS headers; every
-// request is audited.
-func TestDICOMweb(t *testing.T) {
+// webNode serves a test node's HTTP API and writes a small MR study of the
+// given number of slices, returning its files' bytes.
+func webNode(t *testing.T, slices int) (*Node, *httptest.Server, synth.Study, [][]byte) {
+	t.Helper()
 	n := openTestNode(t)
 	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	spec, _ := synth.DefaultSpec("mr")
-	spec.Slices, spec.Rows, spec.Cols = 2, 32, 32
+	spec.Slices, spec.Rows, spec.Cols = slices, 32, 32
 	st, err := synth.Write(t.TempDir(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +74,15 @@ func TestDICOMweb(t *testing.T) {
 		b, _ := os.ReadFile(f.Path)
 		parts = append(parts, b)
 	}
+	return n, srv, st, parts
+}
+
+// TestDICOMweb: STOW-RS stores good instances and refuses a hostile one
+// per instance; QIDO-RS finds the study with a VR on every attribute;
+// WADO-RS returns the original bytes; errors carry CORS headers; every
+// request is audited.
+func TestDICOMweb(t *testing.T) {
+	n, srv, st, parts := webNode(t, 2)
 	body, ct := multipartBody(t, append(parts, bomb())...)
 	resp, err := http.Post(srv.URL+"/dicom-web/studies", ct, body)
 	if err != nil {
@@ -217,20 +225,7 @@ func TestDICOMweb(t *testing.T) {
 // were already being stored is refused as a whole, nothing of it is
 // committed, and the same study can be sent again at once.
 func TestStowCutShort(t *testing.T) {
-	n := openTestNode(t)
-	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
-	defer srv.Close()
-	spec, _ := synth.DefaultSpec("mr")
-	spec.Slices, spec.Rows, spec.Cols = 3, 32, 32
-	st, err := synth.Write(t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var parts [][]byte
-	for _, f := range st.Files {
-		b, _ := os.ReadFile(f.Path)
-		parts = append(parts, b)
-	}
+	n, srv, st, parts := webNode(t, 3)
 	body, ct := multipartBody(t, parts...)
 	whole := body.Bytes()
 	// Cut inside the last part: the closing boundary never comes.
