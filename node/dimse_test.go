@@ -1,6 +1,8 @@
 package node
 
 import (
+	"filippo.io/age"
+
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -283,5 +285,35 @@ func TestSpoolRecovery(t *testing.T) {
 	}
 	if aside, _ := os.ReadDir(home.Path("spool-damaged")); len(aside) != 1 {
 		t.Fatalf("%d files set aside, want the one cut short", len(aside))
+	}
+}
+
+// TestSpoolLegacyFiles: instances spooled by an earlier version, each an
+// age file sealed to the facility, are committed with the new ones.
+func TestSpoolLegacyFiles(t *testing.T) {
+	n := openTestNode(t)
+	spec, _ := synth.DefaultSpec("mr")
+	spec.Slices, spec.Rows, spec.Cols = 2, 32, 32
+	st, err := synth.Write(t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := os.ReadFile(st.Files[0].Path)
+	if err := n.Spool(context.Background(), "assoc1", first); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := os.ReadFile(st.Files[1].Path)
+	var old bytes.Buffer
+	w, _ := age.Encrypt(&old, n.Identity.Recipient())
+	w.Write(second)
+	w.Close()
+	if err := os.WriteFile(filepath.Join(n.spoolDir("assoc1"), "0a0b0c-000.age"), old.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.CommitSpool(context.Background(), "assoc1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 2 {
+		t.Fatalf("after the commit: %+v %v", got, err)
 	}
 }

@@ -46,8 +46,13 @@ const spoolBatch = 64
 
 const (
 	spoolKeyFile = "key.age"            // the association's key, sealed to the facility
+	spoolSuffix  = ".dcm.enc"           // a spooled instance
 	spoolMagic   = "dicomesh-spool-1\n" // starts every spooled instance
 	spoolAD      = "dicomesh spooled instance"
+	// legacySpoolSuffix names the instances spooled by earlier versions,
+	// each an age file sealed to the facility: still committed after an
+	// upgrade.
+	legacySpoolSuffix = ".age"
 )
 
 // spoolSlots are an association's spool key and its files made ahead.
@@ -92,7 +97,7 @@ func (n *Node) spoolFile(assoc string) (cipher.AEAD, *os.File, error) {
 		var rnd [6]byte
 		rand.Read(rnd[:])
 		for i := range spoolBatch {
-			name := filepath.Join(dir, fmt.Sprintf("%x-%03d.dcm.enc", rnd, i))
+			name := filepath.Join(dir, fmt.Sprintf("%x-%03d%s", rnd, i, spoolSuffix))
 			f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if err != nil {
 				sl.close()
@@ -202,6 +207,13 @@ func (n *Node) readSpooled(path string, aead cipher.AEAD) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasSuffix(path, legacySpoolSuffix) {
+		r, err := age.Decrypt(bytes.NewReader(b), n.Identity.AgeIdentity())
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(r)
+	}
 	if !bytes.HasPrefix(b, []byte(spoolMagic)) || aead == nil {
 		return nil, errors.New("not a spooled instance, or no key for it")
 	}
@@ -245,7 +257,8 @@ func (n *Node) CommitSpool(ctx context.Context, assoc string) error {
 	}
 	for _, e := range es {
 		info, err := e.Info()
-		if !strings.HasSuffix(e.Name(), ".dcm.enc") || err == nil && info.Size() == 0 {
+		spooled := strings.HasSuffix(e.Name(), spoolSuffix) || strings.HasSuffix(e.Name(), legacySpoolSuffix) && e.Name() != spoolKeyFile
+		if !spooled || err == nil && info.Size() == 0 {
 			continue // the key, or made ahead and never used
 		}
 		data, err := n.readSpooled(filepath.Join(dir, e.Name()), aead)
