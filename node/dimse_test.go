@@ -1,8 +1,6 @@
 package node
 
 import (
-	"filippo.io/age"
-
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -14,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/dicomesh/dicomesh/internal/synth"
 	"github.com/dicomesh/dicomesh/node/archive"
