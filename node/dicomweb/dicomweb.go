@@ -287,42 +287,41 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		var data []byte
 		if err == nil {
-			var data []byte
 			data, err = io.ReadAll(io.LimitReader(p, ingest.DefaultConfig().MaxFileBytes+1))
 			p.Close()
-			if err == nil {
-				m, perr := ingest.Parse(data)
-				if perr != nil {
-					d := dataset{}
-					d.num("00081197", "US", 0xC000) // cannot understand
-					d.str("00081196", "LO", limitString(perr.Error(), 64))
-					failed = append(failed, d)
-					continue
-				}
-				st := byUID[m.StudyInstanceUID]
-				if st == nil {
-					sw, berr := s.c.Store.BeginStore(ctx, m.StudyInstanceUID)
-					if berr != nil {
-						refused(m)
-						continue
-					}
-					st = &study{w: sw}
-					byUID[m.StudyInstanceUID] = st
-					studies = append(studies, st)
-				}
-				st.metas = append(st.metas, m)
-				jobs <- job{st, m, data}
+		}
+		if err != nil {
+			close(jobs)
+			wg.Wait()
+			for _, st := range studies {
+				st.w.Rollback()
+			}
+			http.Error(w, "malformed multipart body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		m, err := ingest.Parse(data)
+		if err != nil {
+			d := dataset{}
+			d.num("00081197", "US", 0xC000) // cannot understand
+			d.str("00081196", "LO", limitString(err.Error(), 64))
+			failed = append(failed, d)
+			continue
+		}
+		st := byUID[m.StudyInstanceUID]
+		if st == nil {
+			sw, err := s.c.Store.BeginStore(ctx, m.StudyInstanceUID)
+			if err != nil {
+				refused(m)
 				continue
 			}
+			st = &study{w: sw}
+			byUID[m.StudyInstanceUID] = st
+			studies = append(studies, st)
 		}
-		close(jobs)
-		wg.Wait()
-		for _, st := range studies {
-			st.w.Rollback()
-		}
-		http.Error(w, "malformed multipart body: "+err.Error(), http.StatusBadRequest)
-		return
+		st.metas = append(st.metas, m)
+		jobs <- job{st, m, data}
 	}
 	close(jobs)
 	wg.Wait()
