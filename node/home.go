@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/dicomesh/dicomesh/crypto"
+	"github.com/dicomesh/dicomesh/node/archive"
 )
 
 // Layout of a node's home directory. Everything below it belongs to the node.
@@ -83,6 +84,10 @@ func Init(h Home, cfg Config) (*crypto.Identity, error) {
 		return nil, fmt.Errorf("init %s: %w", h, err)
 	}
 	if err := writeFileAtomic(h.ConfigPath(), cfg.MarshalTOML(), 0o600); err != nil {
+		return nil, fmt.Errorf("init %s: %w", h, err)
+	}
+	// The archive's folders now, not at the first ingest.
+	if err := archive.Prepare(h.ArchiveDir()); err != nil {
 		return nil, fmt.Errorf("init %s: %w", h, err)
 	}
 	return id, nil

@@ -19,6 +19,8 @@ func TestInitWritesPrivateKeys(t *testing.T) {
 		h.Path("keys"):       0o700,
 		h.Path(identityFile): 0o600,
 		h.ConfigPath():       0o600,
+		h.ArchiveDir():       0o700, // laid out now, not at the first ingest
+		filepath.Join(h.ArchiveDir(), "blocks", "aa"): 0o700,
 	} {
 		fi, err := os.Stat(path)
 		if err != nil {

@@ -110,6 +110,18 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Prepare lays out an archive's folders in dir ahead of its first Open,
+// which then finds them made (and synced).
+func Prepare(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("prepare archive: %w", err)
+	}
+	if _, err := newFileStore(filepath.Join(dir, "blocks"), syncFilesystem); err != nil {
+		return fmt.Errorf("prepare archive: %w", err)
+	}
+	return nil
+}
+
 // Open opens or creates the archive in cfg.Dir. If a write was interrupted
 // (the process died with a Tx open), every block that no committed study
 // references is deleted before Open returns.
