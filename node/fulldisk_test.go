@@ -28,6 +28,22 @@ func smallDisk(t *testing.T, size string) string {
 	return dir
 }
 
+// nodeOnSmallDisk opens a new node whose home is on a small disk (the
+// caller closes it).
+func nodeOnSmallDisk(t *testing.T, size string) (disk string, h Home, n *Node) {
+	t.Helper()
+	disk = smallDisk(t, size)
+	h = Home(filepath.Join(disk, "home"))
+	if _, err := Init(h, DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(h, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return disk, h, n
+}
+
 func freeBytes(t *testing.T, dir string) uint64 {
 	t.Helper()
 	var s syscall.Statfs_t
@@ -41,15 +57,7 @@ func freeBytes(t *testing.T, dir string) uint64 {
 // nothing of itself committed nor its blocks behind, and the node opens
 // and stores what fits afterwards.
 func TestFullDisk(t *testing.T) {
-	disk := smallDisk(t, "8m")
-	h := Home(filepath.Join(disk, "home"))
-	if _, err := Init(h, DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
-	n, err := Open(h, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	disk, h, n := nodeOnSmallDisk(t, "8m")
 	before := freeBytes(t, disk)
 
 	spec, _ := synth.DefaultSpec("ct")
@@ -96,15 +104,7 @@ func TestFullDisk(t *testing.T) {
 // keeps the spool; once there is room again, every acknowledged instance
 // is committed.
 func TestSpoolFullDisk(t *testing.T) {
-	disk := smallDisk(t, "6m")
-	h := Home(filepath.Join(disk, "home"))
-	if _, err := Init(h, DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
-	n, err := Open(h, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	disk, _, n := nodeOnSmallDisk(t, "6m")
 	defer n.Close()
 	spec, _ := synth.DefaultSpec("ct")
 	spec.Slices = 40
