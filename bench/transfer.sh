@@ -43,7 +43,7 @@ while getopts "n:l:kh" o; do
 	n) reps=$OPTARG ;;
 	l) link=$OPTARG ;;
 	k) keep=1 ;;
-	*) sed -n '2,30p' "$0"; exit 2 ;;
+	*) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2 ;;
 	esac
 done
 
