@@ -47,20 +47,8 @@ func TestPullOntoFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rural.Ingest(ctx, nil, dir); err != nil {
-		t.Fatal(err)
-	}
-	var cands []node.Candidate
-	for range 200 {
-		if cands, err = tertiary.Find(ctx, patient(st)); err == nil && len(cands) > 0 {
-			break
-		}
-		sleep()
-	}
-	if len(cands) != 1 {
-		t.Fatalf("find: %+v %v", cands, err)
-	}
-	req := node.PullRequest{Manifest: cands[0].ManifestID, Purpose: "TREAT", User: "dr.t"}
+	cand := ingestAndFind(t, rural, tertiary, dir, st)
+	req := node.PullRequest{Manifest: cand.ManifestID, Purpose: "TREAT", User: "dr.t"}
 	var first blocks.Progress
 	_, err = tertiary.Pull(ctx, req, func(p blocks.Progress) { first = p })
 	if err == nil {

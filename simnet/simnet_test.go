@@ -80,6 +80,28 @@ func patient(st synth.Study) crypto.Patient {
 
 func sleep() { time.Sleep(50 * time.Millisecond) }
 
+// ingestAndFind ingests the study written in dir at owner and waits until
+// finder finds it, by patient, in its registry replica.
+func ingestAndFind(t *testing.T, owner, finder *node.Node, dir string, st synth.Study) node.Candidate {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := owner.Ingest(ctx, nil, dir); err != nil {
+		t.Fatal(err)
+	}
+	var cands []node.Candidate
+	var err error
+	for range 200 {
+		if cands, err = finder.Find(ctx, patient(st)); err == nil && len(cands) > 0 {
+			break
+		}
+		sleep()
+	}
+	if len(cands) != 1 {
+		t.Fatalf("find: %+v %v", cands, err)
+	}
+	return cands[0]
+}
+
 // TestForwardedWrites: many writes submitted at once at a follower go to
 // the leader in batches; each gets its own result, a forged one its own
 // rejection, and all are committed.
@@ -171,19 +193,7 @@ func TestReadWhileReceiving(t *testing.T) {
 		t.Fatal(err)
 	}
 	rural, tertiary := net.Members[0].Node, net.Members[1].Node
-	if _, err := rural.Ingest(ctx, nil, dir); err != nil {
-		t.Fatal(err)
-	}
-	var cands []node.Candidate
-	for range 200 {
-		if cands, err = tertiary.Find(ctx, patient(st)); err == nil && len(cands) > 0 {
-			break
-		}
-		sleep()
-	}
-	if len(cands) != 1 {
-		t.Fatalf("find: %+v %v", cands, err)
-	}
+	cands := []node.Candidate{ingestAndFind(t, rural, tertiary, dir, st)}
 	// Halfway through, the fetch waits until an instance was read.
 	var read []byte
 	var committedThen bool
