@@ -193,7 +193,7 @@ func TestReadWhileReceiving(t *testing.T) {
 		t.Fatal(err)
 	}
 	rural, tertiary := net.Members[0].Node, net.Members[1].Node
-	cands := []node.Candidate{ingestAndFind(t, rural, tertiary, dir, st)}
+	cand := ingestAndFind(t, rural, tertiary, dir, st)
 	// Halfway through, the fetch waits until an instance was read.
 	var read []byte
 	var committedThen bool
@@ -221,7 +221,7 @@ func TestReadWhileReceiving(t *testing.T) {
 			}
 		})
 	}
-	got, err := tertiary.Pull(ctx, node.PullRequest{Manifest: cands[0].ManifestID, Purpose: "TREAT", User: "dr.t",
+	got, err := tertiary.Pull(ctx, node.PullRequest{Manifest: cand.ManifestID, Purpose: "TREAT", User: "dr.t",
 		LocalPatientID: "TC-9", LocalIssuer: "TERTIARY"}, progress)
 	<-readDone
 	if err != nil || got.Instances != len(st.Files) {
