@@ -83,13 +83,9 @@ func (s *fileStore) Has(_ context.Context, c cid.Cid) (bool, error) {
 var ErrCorrupt = errors.New("archive: block corrupted on disk")
 
 func (s *fileStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
-	_, p := s.path(c)
-	data, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ipld.ErrNotFound{Cid: c}
-	}
+	data, err := s.readFile(c, nil, -1)
 	if err != nil {
-		return nil, fmt.Errorf("read block %s: %w", c, err)
+		return nil, err
 	}
 	got, err := c.Prefix().Sum(data)
 	if err != nil {
@@ -101,8 +97,8 @@ func (s *fileStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 	return blocks.NewBlockWithCid(data, c)
 }
 
-// maxChunk bounds a chunk read by readChunkFile: objects are cut into BlockSize
-// chunks, and a larger file is damage, not data.
+// maxChunk bounds a chunk read without its hash: objects are cut into
+// BlockSize chunks, and a larger file is damage, not data.
 const maxChunk = 4 * BlockSize
 
 // readChunkFile reads a raw block's bytes into buf (grown as needed) without
@@ -112,17 +108,19 @@ func (s *fileStore) readChunkFile(c cid.Cid, buf []byte) ([]byte, error) {
 	if c.Type() != cid.Raw {
 		return nil, fmt.Errorf("read chunk %s: not a raw block", c)
 	}
-	return s.readFile(c, buf)
+	return s.readFile(c, buf, maxChunk)
 }
 
 // ReadBlock reads a block's stored bytes into buf (grown as needed)
 // without checking them against the CID (blocks.Reader): for serving
 // blocks to peers, which verify each one.
 func (s *fileStore) ReadBlock(_ context.Context, c cid.Cid, buf []byte) ([]byte, error) {
-	return s.readFile(c, buf)
+	return s.readFile(c, buf, maxChunk)
 }
 
-func (s *fileStore) readFile(c cid.Cid, buf []byte) ([]byte, error) {
+// readFile reads the file of block c into buf (grown as needed); a file of
+// more than max bytes (max >= 0) is refused before it is read.
+func (s *fileStore) readFile(c cid.Cid, buf []byte, max int64) ([]byte, error) {
 	_, p := s.path(c)
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -136,7 +134,7 @@ func (s *fileStore) readFile(c cid.Cid, buf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read block %s: %w", c, err)
 	}
-	if fi.Size() > maxChunk {
+	if max >= 0 && fi.Size() > max {
 		return nil, fmt.Errorf("%w: block %s is %d bytes", ErrCorrupt, c, fi.Size())
 	}
 	if int64(cap(buf)) < fi.Size() {

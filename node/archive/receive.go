@@ -261,7 +261,7 @@ func (a *Archive) checkInstance(ctx context.Context, src chunkSource, key *crypt
 	// The reader compares the size and SHA-256 with the manifest's at
 	// the end and returns ErrCorrupt when they differ.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return fmt.Errorf("instance %s does not match the detail manifest: %w", in.SOPInstanceUID, err)
+		return fmt.Errorf("check instance %s: %w", in.SOPInstanceUID, err)
 	}
 	return nil
 }
@@ -355,11 +355,7 @@ func (r *Receiver) Put(_ context.Context, b blocks.Block) error {
 	if err := checkBlock(b); err != nil {
 		return err
 	}
-	if err := r.fs.put(b.Cid(), b.RawData(), &r.batch); err != nil {
-		return err
-	}
-	r.keep(b.Cid(), b.RawData())
-	return nil
+	return r.write(b)
 }
 
 // PutVerified writes a block whose data its caller has checked against
@@ -368,6 +364,11 @@ func (r *Receiver) PutVerified(_ context.Context, b blocks.Block) error {
 	if err := checkProfile(b.Cid()); err != nil {
 		return err
 	}
+	return r.write(b)
+}
+
+// write writes a checked block and keeps it for the Precheck.
+func (r *Receiver) write(b blocks.Block) error {
 	if err := r.fs.put(b.Cid(), b.RawData(), &r.batch); err != nil {
 		return err
 	}
