@@ -8,7 +8,6 @@ import (
 	"io"
 	"os/user"
 	"strings"
-	"sync"
 
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/audit"
@@ -215,45 +214,21 @@ func (n *Node) Study(ctx context.Context, uid string) (archive.Study, error) {
 }
 
 // Store commits instances of one study received over a network interface
-// (STOW-RS, C-STORE): one archive transaction, audited as an import, then
-// queued for publication.
+// (dimse.Store: a C-STORE without the spool sends one instance): one
+// archive transaction, audited as an import, then queued for publication.
+// STOW-RS stores through BeginStore, as the instances arrive.
 func (n *Node) Store(ctx context.Context, study string, metas []archive.InstanceMeta, data [][]byte) error {
-	tx, err := n.Archive.Begin(study)
+	w, err := n.BeginStore(ctx, study)
 	if err != nil {
 		return err
 	}
-	// Instances are compressed, encrypted and written by several workers.
-	next := make(chan int)
-	errs := make(chan error, n.Config.IngestWorkers)
-	var wg sync.WaitGroup
-	for range n.Config.IngestWorkers {
-		wg.Go(func() {
-			for i := range next {
-				if _, err := tx.Add(ctx, metas[i], data[i]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-feed:
 	for i := range metas {
-		select {
-		case next <- i:
-		case err := <-errs:
-			errs <- err
-			break feed
+		if err := w.Add(ctx, metas[i], data[i]); err != nil {
+			w.Rollback()
+			return err
 		}
 	}
-	close(next)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		tx.Rollback()
-		return err
-	default:
-	}
-	return studyWriter{n, tx}.Commit(ctx)
+	return w.Commit(ctx)
 }
 
 // BeginStore starts storing the instances of one study received over a
