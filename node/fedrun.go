@@ -300,15 +300,12 @@ func (rt *fedRuntime) dialMembers(ctx context.Context, ids []peer.ID) {
 }
 
 // federationID is the id of the federation this member belongs to, known
-// from federation.json before the replica has caught up.
+// from federation.json (founding or joining wrote it) before the replica
+// has caught up.
 func (rt *fedRuntime) federationID() string {
 	rt.mu.Lock()
-	id := rt.fs.ID
-	rt.mu.Unlock()
-	if id == "" {
-		id, _ = rt.fsm.Federation()
-	}
-	return id
+	defer rt.mu.Unlock()
+	return rt.fs.ID
 }
 
 // publishAddrs updates this facility's addresses in the registry when they
