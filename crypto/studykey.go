@@ -1,7 +1,6 @@
 package crypto
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -81,21 +80,11 @@ func decryptErr(err error) error {
 // Seal encrypts the study key to the given recipients. The result is the only
 // form in which a study key leaves the process.
 func (k *StudyKey) Seal(to ...age.Recipient) ([]byte, error) {
-	if len(to) == 0 {
-		return nil, errors.New("seal study key: no recipients")
-	}
-	var b bytes.Buffer
-	w, err := age.Encrypt(&b, to...)
+	b, err := Seal([]byte(k.id.String()), to...)
 	if err != nil {
-		return nil, fmt.Errorf("seal study key: %w", err)
+		return nil, fmt.Errorf("study key: %w", err)
 	}
-	if _, err := io.WriteString(w, k.id.String()); err != nil {
-		return nil, fmt.Errorf("seal study key: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("seal study key: %w", err)
-	}
-	return b.Bytes(), nil
+	return b, nil
 }
 
 // maxSealedKey bounds how much of a sealed study key is read.
@@ -104,16 +93,9 @@ const maxSealedKey = 1 << 10
 // OpenStudyKey decrypts a study key sealed with Seal. A key sealed to others
 // gives an error wrapping ErrNotRecipient.
 func OpenStudyKey(sealed []byte, with age.Identity) (*StudyKey, error) {
-	r, err := decrypt(bytes.NewReader(sealed), with)
+	text, err := Open(sealed, with, maxSealedKey)
 	if err != nil {
-		return nil, fmt.Errorf("open study key: %w", err)
-	}
-	text, err := io.ReadAll(io.LimitReader(r, maxSealedKey+1))
-	if err != nil {
-		return nil, fmt.Errorf("open study key: %w", err)
-	}
-	if len(text) > maxSealedKey {
-		return nil, errors.New("open study key: sealed key too large")
+		return nil, fmt.Errorf("study key: %w", err)
 	}
 	k, err := parseStudyKey(strings.TrimSpace(string(text)))
 	if err != nil {

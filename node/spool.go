@@ -7,17 +7,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
-	"filippo.io/age"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/sys/unix"
 
+	"github.com/dicomesh/dicomesh/crypto"
 	"github.com/dicomesh/dicomesh/node/archive"
 	"github.com/dicomesh/dicomesh/node/ingest"
 )
@@ -120,20 +119,15 @@ func (n *Node) spoolFile(assoc string) (cipher.AEAD, *os.File, error) {
 func (n *Node) newSpoolKey(dir string) (cipher.AEAD, error) {
 	key := make([]byte, chacha20poly1305.KeySize)
 	rand.Read(key)
-	var sealed bytes.Buffer
-	w, err := age.Encrypt(&sealed, n.Identity.Recipient())
+	sealed, err := crypto.Seal(key, n.Identity.Recipient())
 	if err != nil {
-		return nil, err
-	}
-	w.Write(key)
-	if err := w.Close(); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(dir, spoolKeyFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	_, err = f.Write(sealed.Bytes())
+	_, err = f.Write(sealed)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -148,16 +142,11 @@ func (n *Node) newSpoolKey(dir string) (cipher.AEAD, error) {
 
 // openSpoolKey reads an association's key.
 func (n *Node) openSpoolKey(dir string) (cipher.AEAD, error) {
-	f, err := os.Open(filepath.Join(dir, spoolKeyFile))
+	sealed, err := os.ReadFile(filepath.Join(dir, spoolKeyFile))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	r, err := age.Decrypt(f, n.Identity.AgeIdentity())
-	if err != nil {
-		return nil, err
-	}
-	key, err := io.ReadAll(io.LimitReader(r, chacha20poly1305.KeySize+1))
+	key, err := crypto.Open(sealed, n.Identity.AgeIdentity(), chacha20poly1305.KeySize)
 	if err != nil {
 		return nil, err
 	}
@@ -208,11 +197,7 @@ func (n *Node) readSpooled(path string, aead cipher.AEAD) ([]byte, error) {
 		return nil, err
 	}
 	if strings.HasSuffix(path, legacySpoolSuffix) {
-		r, err := age.Decrypt(bytes.NewReader(b), n.Identity.AgeIdentity())
-		if err != nil {
-			return nil, err
-		}
-		return io.ReadAll(r)
+		return crypto.Open(b, n.Identity.AgeIdentity(), len(b))
 	}
 	if !bytes.HasPrefix(b, []byte(spoolMagic)) || aead == nil {
 		return nil, errors.New("not a spooled instance, or no key for it")

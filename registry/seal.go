@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -230,24 +229,14 @@ func sealTo(recipient string, m canon.Marshaler) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	w, err := age.Encrypt(&buf, r)
-	if err != nil {
-		return nil, err
-	}
-	w.Write(canon.Marshal(m))
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return crypto.Seal(canon.Marshal(m), r)
 }
 
+// maxSealed bounds the plaintext of sealed secrets and locators.
+const maxSealed = 1 << 20
+
 func openWith(id age.Identity, b []byte, m canon.Unmarshaler) error {
-	r, err := age.Decrypt(bytes.NewReader(b), id)
-	if err != nil {
-		return err
-	}
-	plain, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	plain, err := crypto.Open(b, id, maxSealed)
 	if err != nil {
 		return err
 	}
