@@ -63,12 +63,7 @@ func webNode(t *testing.T, slices int) (*Node, *httptest.Server, synth.Study, []
 	n := openTestNode(t)
 	srv := httptest.NewServer(n.handler(prometheus.NewRegistry(), nil))
 	t.Cleanup(srv.Close)
-	spec, _ := synth.DefaultSpec("mr")
-	spec.Slices, spec.Rows, spec.Cols = slices, 32, 32
-	st, err := synth.Write(t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := synthStudy(t, "mr", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = slices, 32, 32 })
 	var parts [][]byte
 	for _, f := range st.Files {
 		b, _ := os.ReadFile(f.Path)

@@ -63,12 +63,7 @@ func TestDIMSEWithDCMTK(t *testing.T) {
 		t.Fatal("an association to another called AE title was accepted")
 	}
 
-	spec, _ := synth.DefaultSpec("ct")
-	spec.Slices, spec.Rows, spec.Cols = 4, 64, 64
-	st, err := synth.Write(t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := synthStudy(t, "ct", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 4, 64, 64 })
 	args := []string{"-aet", "MODALITY", "-aec", "DICOMESH", "127.0.0.1", port}
 	for _, f := range st.Files {
 		args = append(args, f.Path)
@@ -219,11 +214,7 @@ func waitStudy(n *Node, uid string, instances int) (archive.Study, error) {
 // holds no readable patient data.
 func TestSpoolRecovery(t *testing.T) {
 	n := openTestNode(t)
-	spec, _ := synth.DefaultSpec("cr")
-	st, err := synth.Write(t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := synthStudy(t, "cr", nil)
 	data, _ := os.ReadFile(st.Files[0].Path)
 	if err := n.Spool(context.Background(), "assoc1", data); err != nil {
 		t.Fatal(err)
@@ -292,12 +283,7 @@ func TestSpoolRecovery(t *testing.T) {
 // age file sealed to the facility, are committed with the new ones.
 func TestSpoolLegacyFiles(t *testing.T) {
 	n := openTestNode(t)
-	spec, _ := synth.DefaultSpec("mr")
-	spec.Slices, spec.Rows, spec.Cols = 2, 32, 32
-	st, err := synth.Write(t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := synthStudy(t, "mr", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 2, 32, 32 })
 	first, _ := os.ReadFile(st.Files[0].Path)
 	if err := n.Spool(context.Background(), "assoc1", first); err != nil {
 		t.Fatal(err)

@@ -60,13 +60,8 @@ func TestFullDisk(t *testing.T) {
 	disk, h, n := nodeOnSmallDisk(t, "8m")
 	before := freeBytes(t, disk)
 
-	spec, _ := synth.DefaultSpec("ct")
-	spec.Slices = 80 // about 42 MB of DICOM, more than the disk even compressed
-	bigDir := t.TempDir()
-	big, err := synth.Write(bigDir, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// About 42 MB of DICOM, more than the disk even compressed.
+	bigDir, big := synthStudy(t, "ct", func(s *synth.Spec) { s.Slices = 80 })
 	ctx := context.Background()
 	rep, err := n.Ingest(ctx, nil, bigDir)
 	if err == nil && len(rep.Studies) > 0 {
@@ -106,12 +101,7 @@ func TestFullDisk(t *testing.T) {
 func TestSpoolFullDisk(t *testing.T) {
 	disk, _, n := nodeOnSmallDisk(t, "6m")
 	defer n.Close()
-	spec, _ := synth.DefaultSpec("ct")
-	spec.Slices = 40
-	st, err := synth.Write(t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := synthStudy(t, "ct", func(s *synth.Spec) { s.Slices = 40 })
 	ctx := context.Background()
 	acked := 0
 	for _, f := range st.Files {

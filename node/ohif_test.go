@@ -181,13 +181,10 @@ func TestOHIFRequestsMatchOrthanc(t *testing.T) {
 	var sopUIDs []string
 	var studyUID string
 	for i, preset := range []string{"ct", "mr"} {
-		spec, _ := synth.DefaultSpec(preset)
-		spec.Slices, spec.Rows, spec.Cols = 3, 64, 48
-		spec.Seed = int64(20 + i)
-		st, err := synth.Write(t.TempDir(), spec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, st := synthStudy(t, preset, func(s *synth.Spec) {
+			s.Slices, s.Rows, s.Cols = 3, 64, 48
+			s.Seed = int64(20 + i)
+		})
 		var datas [][]byte
 		for _, f := range st.Files {
 			b, _ := os.ReadFile(f.Path)

@@ -133,12 +133,7 @@ func TestOrthancAsDICOMwebClient(t *testing.T) {
 	})
 
 	// A study in Orthanc, pushed to the node with STOW-RS.
-	spec, _ := synth.DefaultSpec("ct")
-	spec.Slices, spec.Rows, spec.Cols = 3, 64, 64
-	st, err := synth.Write(t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := synthStudy(t, "ct", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 3, 64, 64 })
 	originals := map[string][]byte{}
 	for _, f := range st.Files {
 		data, _ := os.ReadFile(f.Path)
@@ -177,12 +172,7 @@ func TestOrthancAsDICOMwebClient(t *testing.T) {
 	}
 
 	// Orthanc as a PACS: it C-STOREs a second study into the node ...
-	spec2, _ := synth.DefaultSpec("cr")
-	spec2.Seed = 9
-	st2, err := synth.Write(t.TempDir(), spec2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st2 := synthStudy(t, "cr", func(s *synth.Spec) { s.Seed = 9 })
 	for _, f := range st2.Files {
 		data, _ := os.ReadFile(f.Path)
 		call("POST", "/instances", data)

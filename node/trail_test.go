@@ -27,15 +27,27 @@ func openTestNode(t testing.TB) *Node {
 
 func writeStudy(t *testing.T, preset string) string {
 	t.Helper()
+	dir, _ := synthStudy(t, preset, nil)
+	return dir
+}
+
+// synthStudy writes a generated study of the preset, its spec changed by
+// edit (when not nil), into a new folder.
+func synthStudy(t testing.TB, preset string, edit func(*synth.Spec)) (string, synth.Study) {
+	t.Helper()
 	spec, err := synth.DefaultSpec(preset)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if edit != nil {
+		edit(&spec)
+	}
 	dir := t.TempDir()
-	if _, err := synth.Write(dir, spec); err != nil {
+	st, err := synth.Write(dir, spec)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return dir
+	return dir, st
 }
 
 // TestOperationsAreAudited: import, query, export and instance reads each
