@@ -11,6 +11,10 @@
 //     Access is granted by sealing it to a recipient (Seal, OpenStudyKey);
 //     decrypting with the wrong key fails with ErrNotRecipient. The C2SP age
 //     test vectors are run through the same decryption path.
+//   - SymmetricKey: an age recipient and identity for a 32-byte secret (a
+//     "dicomesh-sym" stanza: the file key under XChaCha20-Poly1305). A study
+//     key encrypts its objects to one derived from it, which spares an X25519
+//     exchange per object; the DIMSE spool uses one per association.
 //   - Token: a patient token, HMAC-SHA-256 under the federation's LinkageKey
 //     over normalized patient fields (PatientTokens, NormalizeName, Phonetic
 //     ...). The byte format is pinned by testdata/tokens.json, whose expected
@@ -18,7 +22,8 @@
 //
 // Invariants: the package performs no I/O (it reads and writes only the
 // io.Reader and io.Writer values it is handed), reads no clock and never logs.
-// Randomness is an argument, except where age draws its own from crypto/rand.
+// Randomness is an argument, except where age draws its own from crypto/rand
+// (and SymmetricKey, an age recipient, its wrap nonces).
 // Secret material is never formatted: Identity, StudyKey and LinkageKey print
 // only public names.
 package crypto

@@ -15,8 +15,24 @@ var ErrNotRecipient = errors.New("crypto: not a recipient")
 
 // StudyKey is the per-study age identity that a study's blocks are encrypted to.
 // Access is granted by sealing it to a recipient; the ciphertext never changes.
+//
+// Objects are encrypted to a SymmetricKey derived from the identity (one
+// file key wrap with XChaCha20-Poly1305, not an X25519 exchange, per
+// object); objects encrypted to the X25519 recipient itself still decrypt.
 type StudyKey struct {
-	id *age.X25519Identity
+	id  *age.X25519Identity
+	sym *SymmetricKey
+}
+
+// studyObjects is the HKDF purpose of the key objects are encrypted to.
+const studyObjects = "dicomesh study objects v1"
+
+func newStudyKey(id *age.X25519Identity) (*StudyKey, error) {
+	sym, err := deriveSymmetricKey([]byte(id.String()), studyObjects)
+	if err != nil {
+		return nil, err
+	}
+	return &StudyKey{id: id, sym: sym}, nil
 }
 
 // GenerateStudyKey makes a fresh study key (randomness from age, crypto/rand).
@@ -25,7 +41,7 @@ func GenerateStudyKey() (*StudyKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate study key: %w", err)
 	}
-	return &StudyKey{id: id}, nil
+	return newStudyKey(id)
 }
 
 // Recipient returns the study's age recipient.
@@ -40,7 +56,13 @@ func (k *StudyKey) GoString() string { return k.String() }
 // Encrypt returns a writer that encrypts to the study key and writes to dst.
 // The caller must Close it to flush the last chunk.
 func (k *StudyKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
-	return age.Encrypt(dst, k.id.Recipient())
+	return k.sym.Encrypt(dst)
+}
+
+// AppendEncrypted appends the encryption of plain to the study key to dst:
+// the same bytes Encrypt writes, without a copy through its chunk buffer.
+func (k *StudyKey) AppendEncrypted(dst, plain []byte) ([]byte, error) {
+	return k.sym.AppendEncrypted(dst, plain)
 }
 
 // Decrypt returns a reader of the plaintext of src, which must have been
@@ -49,14 +71,14 @@ func (k *StudyKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
 // a corrupt payload surfaces as a read error once the plaintext before it has
 // been returned.
 func (k *StudyKey) Decrypt(src io.Reader) (io.Reader, error) {
-	return decrypt(src, k.id)
+	return decrypt(src, k.sym, k.id)
 }
 
 // DecryptReaderAt gives random access to the plaintext of an encrypted object
 // of size bytes, and returns the plaintext size. Errors are as for Decrypt,
 // except that some corrupt payloads are detected at once.
 func (k *StudyKey) DecryptReaderAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
-	r, n, err := age.DecryptReaderAt(src, size, k.id)
+	r, n, err := age.DecryptReaderAt(src, size, k.sym, k.id)
 	return r, n, decryptErr(err)
 }
 
@@ -110,5 +132,5 @@ func parseStudyKey(s string) (*StudyKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &StudyKey{id: id}, nil
+	return newStudyKey(id)
 }

@@ -169,28 +169,9 @@ func encode(data []byte, transferSyntax string) (payload []byte, compressed, shu
 	return z, true, true
 }
 
-// appendWriter appends to a byte slice.
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
 // encrypt returns the age ciphertext of payload to key in a pooled buffer.
 func encrypt(key *crypto.StudyKey, payload []byte) ([]byte, error) {
-	w := &appendWriter{b: getBuf(len(payload) + len(payload)/4096 + 1024)}
-	enc, err := key.Encrypt(w)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := enc.Write(payload); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return w.b, nil
+	return key.AppendEncrypted(getBuf(len(payload)+len(payload)/4096+1024), payload)
 }
 
 // putObject chunks ciphertext into blocks, handing each new file to batch.
