@@ -224,6 +224,7 @@ func (r *run) one(ctx context.Context, s source) error {
 	}
 	defer r.mem.Release(w)
 	data, err := s.open()
+	defer releaseRead(data) // nothing keeps data once it is stored or set aside
 	if err == nil {
 		var m archive.InstanceMeta
 		if m, err = Parse(data); err == nil {
