@@ -219,6 +219,14 @@ func TestSpoolRecovery(t *testing.T) {
 	if err := n.Spool(context.Background(), "assoc1", data); err != nil {
 		t.Fatal(err)
 	}
+	// An instance cut off by its association's end is discarded: its file
+	// reads as unused.
+	sp, err := n.BeginSpool(context.Background(), "assoc1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Write(data[:len(data)/2])
+	sp.Discard()
 	es, _ := os.ReadDir(n.spoolDir("assoc1"))
 	var used, empty []string
 	for _, e := range es {
@@ -283,7 +291,7 @@ func TestSpoolRecovery(t *testing.T) {
 // age file sealed to the facility, are committed with the new ones.
 func TestSpoolLegacyFiles(t *testing.T) {
 	n := openTestNode(t)
-	_, st := synthStudy(t, "mr", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 2, 32, 32 })
+	_, st := synthStudy(t, "mr", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 3, 32, 32 })
 	first, _ := os.ReadFile(st.Files[0].Path)
 	if err := n.Spool(context.Background(), "assoc1", first); err != nil {
 		t.Fatal(err)
@@ -296,10 +304,22 @@ func TestSpoolLegacyFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(n.spoolDir("assoc1"), "0a0b0c-000.age"), old.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The version before: one XChaCha20-Poly1305 seal under the
+	// association's key.
+	third, _ := os.ReadFile(st.Files[2].Path)
+	key, err := n.openSpoolKey(n.spoolDir("assoc1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := make([]byte, key.v1.NonceSize())
+	v1 := key.v1.Seal(append([]byte(spoolMagic1), nonce...), nonce, third, []byte(spoolAD1))
+	if err := os.WriteFile(filepath.Join(n.spoolDir("assoc1"), "0a0b0c-001"+spoolSuffix), v1, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := n.CommitSpool(context.Background(), "assoc1"); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 2 {
+	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 3 {
 		t.Fatalf("after the commit: %+v %v", got, err)
 	}
 }

@@ -19,6 +19,7 @@ type command struct {
 	sopClass    string
 	sopInstance string
 	moveDest    string // (0000,0600), C-MOVE only
+	noDataSet   bool   // (0000,0800) is 0101H: no data set follows
 }
 
 // parseCommand reads a command set: implicit VR little endian elements of
@@ -53,6 +54,8 @@ func parseCommand(b []byte) (command, error) {
 			m.sopInstance = trimUID(v)
 		case 0x0600:
 			m.moveDest = trimUID(v)
+		case 0x0800:
+			m.noDataSet = len(v) == 2 && binary.LittleEndian.Uint16(v) == 0x0101
 		}
 	}
 	if !seen {

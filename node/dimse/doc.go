@@ -3,14 +3,17 @@
 // send studies in and query the archive unchanged: association negotiation
 // (called and calling AE titles, presentation contexts with the common
 // transfer syntaxes, maximum PDU length), C-ECHO, C-STORE, C-FIND at
-// study and series level and C-MOVE (Study Root and Patient Root). A
-// received data set is wrapped in a Part 10 file with a file meta group built from the association,
-// passed through the node's guarded parser, and made durable before the
-// response says success: an acknowledged instance is stored. A Store that
-// is also a Spooler (the node) keeps each instance in an encrypted, synced
-// spool and commits the association's instances together once it has
-// ended: a release is answered at once, since every acknowledged instance
-// is already durable, and the study is visible after the commit.
+// study and series level and C-MOVE (Study Root and Patient Root); a
+// C-CANCEL is passed over, as every operation has ended before the next
+// request is read. A received data set is wrapped in a Part 10 file with a
+// file meta group built from the association, passed through the node's
+// guarded parser, and made durable before the response says success: an
+// acknowledged instance is stored. A Store that is also a Spooler (the
+// node) is handed each instance's bytes as its PDUs arrive, keeps it in an
+// encrypted spool file synced before the response, and commits the
+// association's instances together once it has ended: a release is
+// answered at once, since every acknowledged instance is already durable,
+// and the study is visible after the commit.
 //
 // Every length a peer declares (PDU, item, PDV, command element) is checked
 // against what is really there and against hard limits before anything is

@@ -25,17 +25,25 @@ var ErrMalformed = errors.New("dimse: malformed PDU")
 // readPDU reads one PDU whose length is at most max: the length is checked
 // before anything is allocated.
 func readPDU(r io.Reader, max uint32) (typ byte, body []byte, err error) {
+	return readPDUInto(r, max, nil)
+}
+
+// readPDUInto is readPDU reading the body into buf when it is large enough.
+func readPDUInto(r io.Reader, max uint32, buf []byte) (typ byte, body []byte, err error) {
 	var h [6]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, nil, err
+		return 0, buf, err
 	}
 	n := binary.BigEndian.Uint32(h[2:])
 	if n > max {
-		return 0, nil, fmt.Errorf("%w: PDU of %d bytes (limit %d)", ErrMalformed, n, max)
+		return 0, buf, fmt.Errorf("%w: PDU of %d bytes (limit %d)", ErrMalformed, n, max)
 	}
-	body = make([]byte, n)
+	if uint32(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	body = buf[:n]
 	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, nil, err
+		return 0, body, err
 	}
 	return h[0], body, nil
 }

@@ -26,12 +26,26 @@ type Store interface {
 	Store(ctx context.Context, study string, metas []archive.InstanceMeta, data [][]byte) error
 }
 
-// Spooler is a Store that can keep an instance durably at once and commit
-// an association's instances together at its end: far fewer archive
+// Spooler is a Store that can keep an instance durably as it arrives and
+// commit an association's instances together at its end: far fewer archive
 // commits than one per instance. A Store that implements it is used so.
 type Spooler interface {
-	Spool(ctx context.Context, assoc string, data []byte) error
+	// BeginSpool starts keeping one instance for the association; its
+	// bytes (a Part 10 file) are written to the SpoolFile as they arrive.
+	BeginSpool(ctx context.Context, assoc string) (SpoolFile, error)
 	CommitSpool(ctx context.Context, assoc string) error
+}
+
+// SpoolFile receives one instance. Writing it as the PDUs arrive lets the
+// disk take most of it before the last one: the sender waits only for the
+// rest to be synced.
+type SpoolFile interface {
+	io.Writer
+	// Keep makes the instance durable; the sender is told it is stored
+	// only once Keep returns nil. After an error the file is as if unused.
+	Keep() error
+	// Discard drops the instance: refused, or the association ended first.
+	Discard()
 }
 
 // Config configures a Server.
@@ -210,11 +224,14 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 	if s.cfg.WithActor != nil {
 		actx = s.cfg.WithActor(ctx, audit.Actor{User: "dicom:" + rq.calling, Address: c.RemoteAddr().String()})
 	}
-	var cmd, data, file []byte
-	var cmdCtx byte
+	// in is the request being received: its command, then its data set (for
+	// C-STORE a Part 10 file, built as it arrives and spooled as it grows).
+	var in incoming
+	defer in.discard()
+	// body is reused for every PDU: what is kept of one is copied.
 	for {
 		c.SetDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		typ, body, err := readPDU(r, s.cfg.MaxPDU+6)
+		typ, body, err = readPDUInto(r, s.cfg.MaxPDU+6, body)
 		if err != nil {
 			writePDU(c, pduAbort, []byte{0, 0, 2, 0})
 			return err
@@ -243,62 +260,107 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 				return fmt.Errorf("%w: data on presentation context %d, not accepted", ErrMalformed, p.ctx)
 			}
 			if p.command {
-				cmd, cmdCtx = append(cmd, p.data...), p.ctx
-				if len(cmd) > 64<<10 {
+				if in.ready {
+					writePDU(c, pduAbort, []byte{0, 0, 2, 0})
+					return fmt.Errorf("%w: a command set before the data set of the last", ErrMalformed)
+				}
+				in.cmd, in.pc = append(in.cmd, p.data...), p.ctx
+				if len(in.cmd) > 64<<10 {
 					writePDU(c, pduAbort, []byte{0, 0, 2, 0})
 					return fmt.Errorf("%w: command set too large", ErrMalformed)
 				}
 				if !p.last {
 					continue
 				}
-				m, err := parseCommand(cmd)
+				m, err := parseCommand(in.cmd)
 				if err != nil {
 					writePDU(c, pduAbort, []byte{0, 0, 2, 0})
 					return err
 				}
-				if m.field == cEchoRQ {
-					if err := s.respond(c, cmdCtx, m, 0x8030, 0x0000, peerMax); err != nil {
+				switch {
+				case m.field == cEchoRQ:
+					if err := s.respond(c, in.pc, m, 0x8030, 0x0000, peerMax); err != nil {
 						return err
 					}
-					cmd = nil
+					in.reset()
+					continue
+				case m.noDataSet:
+					// C-CANCEL: every operation here has ended before
+					// the next request is read, so there is nothing to
+					// cancel.
+					in.reset()
+					continue
+				}
+				in.m, in.ready = m, true
+				if m.field == cStoreRQ {
+					s.beginStore(actx, assoc, ctxs[in.pc].syntax, &in)
 				}
 				continue
 			}
-			data = append(data, p.data...)
-			if len(data) > s.cfg.MaxObjectBytes {
+			if !in.ready {
+				writePDU(c, pduAbort, []byte{0, 0, 2, 0})
+				return fmt.Errorf("%w: a data set without a C-STORE, C-FIND or C-MOVE request", ErrMalformed)
+			}
+			in.data = append(in.data, p.data...)
+			if len(in.data)-in.start > s.cfg.MaxObjectBytes {
 				writePDU(c, pduAbort, []byte{0, 0, 2, 0})
 				return fmt.Errorf("instance larger than %d bytes", s.cfg.MaxObjectBytes)
 			}
+			in.spool(p.data)
 			if !p.last {
 				continue
 			}
-			m, err := parseCommand(cmd)
-			if err == nil && m.field == cMoveRQ {
-				if err := s.answerMove(actx, c, cmdCtx, ctxs[cmdCtx].syntax, m, data, peerMax); err != nil {
-					return err
-				}
-				cmd, data = cmd[:0], data[:0]
-				continue
-			}
-			if err == nil && m.field == cFindRQ {
-				if err := s.answerFind(actx, c, cmdCtx, ctxs[cmdCtx].syntax, m, data, peerMax); err != nil {
-					return err
-				}
-				cmd, data = cmd[:0], data[:0]
-				continue
-			}
-			if err != nil || m.field != cStoreRQ {
+			syntax := ctxs[in.pc].syntax
+			switch in.m.field {
+			case cMoveRQ:
+				err = s.answerMove(actx, c, in.pc, syntax, in.m, in.data, peerMax)
+			case cFindRQ:
+				err = s.answerFind(actx, c, in.pc, syntax, in.m, in.data, peerMax)
+			case cStoreRQ:
+				err = s.respond(c, in.pc, in.m, 0x8001, s.store(actx, &in), peerMax)
+			default:
 				writePDU(c, pduAbort, []byte{0, 0, 2, 0})
-				return fmt.Errorf("%w: a data set without a C-STORE or C-FIND request", ErrMalformed)
+				return fmt.Errorf("%w: a data set for command %#x", ErrMalformed, in.m.field)
 			}
-			status := s.store(actx, assoc, ctxs[cmdCtx].syntax, m, data, &file)
-			if err := s.respond(c, cmdCtx, m, 0x8001, status, peerMax); err != nil {
+			if err != nil {
 				return err
 			}
-			// The stored instance was copied: the buffers serve the next.
-			cmd, data = cmd[:0], data[:0]
+			in.reset() // what was kept was copied: the buffers serve the next
 		}
 	}
+}
+
+// incoming is the request being received on an association.
+type incoming struct {
+	cmd   []byte  // command set fragments
+	pc    byte    // its presentation context
+	m     command // parsed, once ready
+	ready bool    // the command set is complete; its data set follows
+	data  []byte  // the data set; for C-STORE a Part 10 file from the start
+	start int     // where the data set begins in data
+	file  SpoolFile
+	err   error // of the spool file: the instance is refused at its end
+}
+
+// spool writes a data set fragment to the spool file.
+func (in *incoming) spool(p []byte) {
+	if in.file != nil && in.err == nil {
+		_, in.err = in.file.Write(p)
+	}
+}
+
+// discard drops an instance being spooled.
+func (in *incoming) discard() {
+	if in.file != nil {
+		in.file.Discard()
+		in.file = nil
+	}
+}
+
+func (in *incoming) reset() {
+	in.discard()
+	in.cmd, in.data = in.cmd[:0], in.data[:0]
+	in.m, in.ready, in.start, in.err = command{}, false, 0, nil
 }
 
 func contains(l []string, s string) bool {
@@ -310,27 +372,39 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// store wraps a received data set in a Part 10 file, passes it through the
-// guarded parser and commits it; the status says how it went. Success
-// means the instance is durably stored: the response waits for the commit.
-// A Spooler copies what it keeps, so the file is built in *buf, which
-// serves the association's next instance too.
-func (s *Server) store(ctx context.Context, assoc, syntax string, m command, data []byte, buf *[]byte) uint16 {
-	var dst []byte
-	if _, ok := s.cfg.Store.(Spooler); ok {
-		dst = (*buf)[:0]
+// beginStore starts a C-STORE's Part 10 file (its preamble and file meta)
+// and, with a Spooler, its spool file, which the data set is written to as
+// it arrives.
+func (s *Server) beginStore(ctx context.Context, assoc, syntax string, in *incoming) {
+	in.data = part10Header(in.data[:0], in.m.sopClass, in.m.sopInstance, syntax)
+	in.start = len(in.data)
+	sp, ok := s.cfg.Store.(Spooler)
+	if !ok {
+		return
 	}
-	file := part10(dst, m.sopClass, m.sopInstance, syntax, data)
-	*buf = file
+	if in.file, in.err = sp.BeginSpool(ctx, assoc); in.err == nil {
+		_, in.err = in.file.Write(in.data)
+	}
+}
+
+// store passes a received Part 10 file through the guarded parser and keeps
+// it; the status says how it went. Success means the instance is durably
+// stored: the response waits for the spool file's sync, or the commit.
+func (s *Server) store(ctx context.Context, in *incoming) uint16 {
+	m, file := in.m, in.data
 	meta, err := ingest.Parse(file)
 	if err != nil {
 		s.cfg.Logger.Info("C-STORE refused", "sop", m.sopInstance, "err", err)
 		return 0xC000 // cannot understand
 	}
-	if sp, ok := s.cfg.Store.(Spooler); ok {
-		if err := sp.Spool(ctx, assoc, file); err != nil {
-			s.cfg.Logger.Warn("C-STORE could not be spooled", "sop", m.sopInstance, "err", err)
-			return 0xA700
+	if _, ok := s.cfg.Store.(Spooler); ok {
+		if in.err == nil {
+			in.err = in.file.Keep()
+			in.file = nil
+		}
+		if in.err != nil {
+			s.cfg.Logger.Warn("C-STORE could not be spooled", "sop", m.sopInstance, "err", in.err)
+			return 0xA700 // out of resources
 		}
 		return 0x0000
 	}
@@ -341,9 +415,14 @@ func (s *Server) store(ctx context.Context, assoc, syntax string, m command, dat
 	return 0x0000
 }
 
-// part10 builds a DICOM file in dst: preamble, "DICM", a file meta group
-// from the association, then the data set as received.
+// part10 builds a DICOM file in dst: part10Header, then the data set.
 func part10(dst []byte, class, instance, syntax string, data []byte) []byte {
+	return append(part10Header(dst, class, instance, syntax), data...)
+}
+
+// part10Header builds the start of a DICOM file in dst: preamble, "DICM"
+// and a file meta group from the association.
+func part10Header(dst []byte, class, instance, syntax string) []byte {
 	el := func(b []byte, elem uint16, vr string, v []byte) []byte {
 		b = binary.LittleEndian.AppendUint16(b, 0x0002)
 		b = binary.LittleEndian.AppendUint16(b, elem)
@@ -363,12 +442,11 @@ func part10(dst []byte, class, instance, syntax string, data []byte) []byte {
 	meta = el(meta, 0x0010, "UI", uidBytes(syntax))
 	meta = el(meta, 0x0012, "UI", uidBytes(implementationUID))
 	meta = el(meta, 0x0013, "SH", []byte(implementationName))
-	out := slices.Grow(dst[:0], 128+4+12+len(meta)+len(data))[:128]
+	out := slices.Grow(dst[:0], 128+4+12+len(meta))[:128]
 	clear(out)
 	out = append(out, "DICM"...)
 	out = el(out, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(len(meta))))
-	out = append(out, meta...)
-	return append(out, data...)
+	return append(out, meta...)
 }
 
 // respond sends a response command set, in fragments the peer accepts.
