@@ -191,15 +191,7 @@ func TestSecretsAreNotFormatted(t *testing.T) {
 func TestStudyKeyRandomAccess(t *testing.T) {
 	k, _ := GenerateStudyKey()
 	plain := bytes.Repeat([]byte("0123456789abcdef"), 10000) // several 64 KiB chunks
-	var ct bytes.Buffer
-	w, err := k.Encrypt(&ct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(plain)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	ct := bytes.NewBuffer(encrypted(t, k, plain))
 	r, size, err := k.DecryptReaderAt(bytes.NewReader(ct.Bytes()), int64(ct.Len()))
 	if err != nil {
 		t.Fatal(err)

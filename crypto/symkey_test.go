@@ -26,6 +26,24 @@ func encryptTo(t *testing.T, plain []byte, to ...age.Recipient) []byte {
 	return ct.Bytes()
 }
 
+// encrypted is plain encrypted by a key's own writer (StudyKey,
+// SymmetricKey).
+func encrypted(t *testing.T, k interface {
+	Encrypt(io.Writer) (io.WriteCloser, error)
+}, plain []byte) []byte {
+	t.Helper()
+	var ct bytes.Buffer
+	w, err := k.Encrypt(&ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(plain)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return ct.Bytes()
+}
+
 func readAll(r io.Reader, err error) ([]byte, error) {
 	if err != nil {
 		return nil, err
@@ -41,15 +59,7 @@ func TestSymmetricKey(t *testing.T) {
 	}
 	other, _ := NewSymmetricKey(bytes.Repeat([]byte{8}, SymmetricKeySize))
 	plain := bytes.Repeat([]byte("pixel data "), 20000) // several STREAM chunks
-	var ct bytes.Buffer
-	w, err := k.Encrypt(&ct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(plain)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	ct := bytes.NewBuffer(encrypted(t, k, plain))
 	if !bytes.Contains(ct.Bytes(), []byte("\n-> dicomesh-sym ")) || bytes.Contains(ct.Bytes(), []byte("X25519")) {
 		t.Fatalf("header is not one dicomesh-sym stanza:\n%s", ct.Bytes()[:200])
 	}
@@ -133,10 +143,7 @@ func TestStudyKeyReadsX25519Objects(t *testing.T) {
 	}
 	// The symmetric key follows from the identity: a key sealed and
 	// opened elsewhere decrypts what this one encrypted.
-	var ct bytes.Buffer
-	w, _ := k.Encrypt(&ct)
-	w.Write([]byte("newer instance"))
-	w.Close()
+	ct := bytes.NewBuffer(encrypted(t, k, []byte("newer instance")))
 	if bytes.Contains(ct.Bytes(), []byte("X25519")) {
 		t.Error("a new object has an X25519 stanza")
 	}
