@@ -2,6 +2,7 @@ package dimse
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -408,7 +409,8 @@ func (s *Server) store(ctx context.Context, in *incoming) uint16 {
 		}
 		return 0x0000
 	}
-	if err := s.cfg.Store.Store(ctx, meta.StudyInstanceUID, []archive.InstanceMeta{meta}, [][]byte{file}); err != nil {
+	// A Store may keep what it is given; in.data serves the next instance.
+	if err := s.cfg.Store.Store(ctx, meta.StudyInstanceUID, []archive.InstanceMeta{meta}, [][]byte{bytes.Clone(file)}); err != nil {
 		s.cfg.Logger.Warn("C-STORE could not be stored", "sop", m.sopInstance, "err", err)
 		return 0xA700 // out of resources
 	}
