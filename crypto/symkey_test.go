@@ -12,22 +12,13 @@ import (
 	"filippo.io/age"
 )
 
-func encryptTo(t *testing.T, plain []byte, to ...age.Recipient) []byte {
-	t.Helper()
-	var ct bytes.Buffer
-	w, err := age.Encrypt(&ct, to...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(plain)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return ct.Bytes()
-}
+// ageTo encrypts with age's own writer.
+type ageTo struct{ r age.Recipient }
+
+func (a ageTo) Encrypt(w io.Writer) (io.WriteCloser, error) { return age.Encrypt(w, a.r) }
 
 // encrypted is plain encrypted by a key's own writer (StudyKey,
-// SymmetricKey).
+// SymmetricKey, ageTo).
 func encrypted(t *testing.T, k interface {
 	Encrypt(io.Writer) (io.WriteCloser, error)
 }, plain []byte) []byte {
@@ -129,7 +120,7 @@ func TestSymmetricKeyStanzaChecks(t *testing.T) {
 // study's X25519 recipient, still decrypt; new ones carry no X25519 stanza.
 func TestStudyKeyReadsX25519Objects(t *testing.T) {
 	k, _ := GenerateStudyKey()
-	old := encryptTo(t, []byte("older instance"), k.Recipient())
+	old := encrypted(t, ageTo{k.Recipient()}, []byte("older instance"))
 	if got, err := readAll(k.Decrypt(bytes.NewReader(old))); err != nil || string(got) != "older instance" {
 		t.Fatalf("X25519 object: %q, %v", got, err)
 	}
