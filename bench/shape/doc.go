@@ -1,5 +1,5 @@
-// Command shape is a TCP proxy that makes a loopback connection behave like
-// a wide-area link: each direction is limited to a rate and delayed by half
+// Package shape is a command, a TCP proxy that makes a loopback connection
+// behave like a wide-area link: each direction is limited to a rate and delayed by half
 // a round-trip time, and the bytes in flight are bounded by the link's
 // bandwidth-delay product plus a queue, so that a sender feels the link as
 // it would a real one. It stands in for netem on machines whose kernel has
