@@ -287,11 +287,11 @@ func TestSpoolRecovery(t *testing.T) {
 	}
 }
 
-// TestSpoolLegacyFiles: instances spooled by an earlier version, each an
-// age file sealed to the facility, are committed with the new ones.
+// TestSpoolLegacyFiles: instances spooled by earlier versions, in each of
+// their formats, are committed with the new ones.
 func TestSpoolLegacyFiles(t *testing.T) {
 	n := openTestNode(t)
-	_, st := synthStudy(t, "mr", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 3, 32, 32 })
+	_, st := synthStudy(t, "mr", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 4, 32, 32 })
 	first, _ := os.ReadFile(st.Files[0].Path)
 	if err := n.Spool(context.Background(), "assoc1", first); err != nil {
 		t.Fatal(err)
@@ -316,10 +316,23 @@ func TestSpoolLegacyFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(n.spoolDir("assoc1"), "0a0b0c-001"+spoolSuffix), v1, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The version before that: an age file of the instance, uncompressed,
+	// to the association's key.
+	fourth, _ := os.ReadFile(st.Files[3].Path)
+	v2 := bytes.NewBufferString(spoolMagic2)
+	w, err = key.sym.Encrypt(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(fourth)
+	w.Close()
+	if err := os.WriteFile(filepath.Join(n.spoolDir("assoc1"), "0a0b0c-002"+spoolSuffix), v2.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := n.CommitSpool(context.Background(), "assoc1"); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 3 {
+	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 4 {
 		t.Fatalf("after the commit: %+v %v", got, err)
 	}
 }

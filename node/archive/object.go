@@ -3,7 +3,6 @@ package archive
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -19,6 +18,7 @@ import (
 	"github.com/multiformats/go-multihash"
 
 	"github.com/dicomesh/dicomesh/crypto"
+	"github.com/dicomesh/dicomesh/node/shuffle"
 )
 
 // An encrypted object is the age ciphertext of one payload, chunked into raw
@@ -93,61 +93,12 @@ func putBuf(b []byte) {
 	}
 }
 
-// shuffle de-interleaves src into dst (of the same length) segment by segment.
-func shuffle(dst, src []byte) {
+// shuffleSegments de-interleaves src into dst (of the same length) segment
+// by segment; shuffle.Join reverses it for one segment.
+func shuffleSegments(dst, src []byte) {
 	for off := 0; off < len(src); off += shuffleSegment {
-		s := src[off:min(off+shuffleSegment, len(src))]
-		d := dst[off : off+len(s)]
-		h := len(s) / 2
-		lo, hi := d[:h], d[h:2*h]
-		i := 0
-		for ; i+8 <= h; i += 8 {
-			x := binary.LittleEndian.Uint64(s[2*i:])
-			y := binary.LittleEndian.Uint64(s[2*i+8:])
-			binary.LittleEndian.PutUint64(lo[i:], pack(x)|pack(y)<<32)
-			binary.LittleEndian.PutUint64(hi[i:], pack(x>>8)|pack(y>>8)<<32)
-		}
-		for ; i < h; i++ {
-			lo[i] = s[2*i]
-			hi[i] = s[2*i+1]
-		}
-		if len(s)%2 == 1 {
-			d[len(s)-1] = s[len(s)-1]
-		}
-	}
-}
-
-// pack gathers bytes 0, 2, 4 and 6 of x into the low 32 bits.
-func pack(x uint64) uint64 {
-	x &= 0x00ff00ff00ff00ff
-	x = (x | x>>8) & 0x0000ffff0000ffff
-	return (x | x>>16) & 0x00000000ffffffff
-}
-
-// spread places the bytes of the low 32 bits of x at bytes 0, 2, 4 and 6.
-func spread(x uint64) uint64 {
-	x &= 0x00000000ffffffff
-	x = (x | x<<16) & 0x0000ffff0000ffff
-	return (x | x<<8) & 0x00ff00ff00ff00ff
-}
-
-// unshuffle reverses shuffle for one segment.
-func unshuffle(dst, src []byte) {
-	h := len(src) / 2
-	lo, hi := src[:h], src[h:2*h]
-	i := 0
-	for ; i+8 <= h; i += 8 {
-		l := binary.LittleEndian.Uint64(lo[i:])
-		u := binary.LittleEndian.Uint64(hi[i:])
-		binary.LittleEndian.PutUint64(dst[2*i:], spread(l)|spread(u)<<8)
-		binary.LittleEndian.PutUint64(dst[2*i+8:], spread(l>>32)|spread(u>>32)<<8)
-	}
-	for ; i < h; i++ {
-		dst[2*i] = lo[i]
-		dst[2*i+1] = hi[i]
-	}
-	if len(src)%2 == 1 {
-		dst[len(src)-1] = src[len(src)-1]
+		end := min(off+shuffleSegment, len(src))
+		shuffle.Split(dst[off:end], src[off:end])
 	}
 }
 
@@ -159,7 +110,7 @@ func encode(data []byte, transferSyntax string) (payload []byte, compressed, shu
 		return data, false, false
 	}
 	sh := getBuf(len(data))[:len(data)]
-	shuffle(sh, data)
+	shuffleSegments(sh, data)
 	z := zenc.EncodeAll(sh, getBuf(len(data)/2))
 	putBuf(sh)
 	if len(z) > len(data)-len(data)/10 {
@@ -365,7 +316,7 @@ func (r *instanceReader) Read(p []byte) (int, error) {
 		if len(r.out) == 0 && !r.done {
 			m, rerr := io.ReadFull(r.src, r.seg)
 			if m > 0 {
-				unshuffle(r.buf[:m], r.seg[:m])
+				shuffle.Join(r.buf[:m], r.seg[:m])
 				r.out = r.buf[:m]
 			}
 			switch {
