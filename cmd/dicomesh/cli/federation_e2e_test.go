@@ -59,12 +59,12 @@ func (h *hospital) try(args ...string) string {
 	return string(out)
 }
 
-// start runs the node in the background on ephemeral loopback ports and
-// waits until it is up.
-func (h *hospital) start() {
+// start runs the node in the background on ephemeral loopback ports, with
+// any further flags of run, and waits until it is up.
+func (h *hospital) start(flags ...string) {
 	h.t.Helper()
 	os.Remove(filepath.Join(h.home, "node.json"))
-	h.run = h.cmd("run", "--p2p", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0")
+	h.run = h.cmd(append([]string{"run", "--p2p", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0"}, flags...)...)
 	logf, _ := os.Create(filepath.Join(filepath.Dir(h.home), "run.log"))
 	h.run.Stdout, h.run.Stderr = logf, logf
 	if err := h.run.Start(); err != nil {
