@@ -216,6 +216,39 @@ func TestDICOMweb(t *testing.T) {
 	}
 }
 
+// TestStowEveryInstance: a request of two studies, parts of several
+// sizes read into recycled buffers and stored by several workers: every
+// instance is stored byte for byte.
+func TestStowEveryInstance(t *testing.T) {
+	n, srv, mr, parts := webNode(t, 24)
+	_, cr := synthStudy(t, "cr", nil)
+	want := map[string][]byte{}
+	for i, f := range mr.Files {
+		want[f.SOPInstanceUID] = parts[i]
+	}
+	for _, f := range cr.Files {
+		b, _ := os.ReadFile(f.Path)
+		want[f.SOPInstanceUID] = b
+		parts = append(parts[:len(parts)/2], append([][]byte{b}, parts[len(parts)/2:]...)...)
+	}
+	body, ct := multipartBody(t, parts...)
+	resp, err := http.Post(srv.URL+"/dicom-web/studies", ct, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("STOW-RS: %s", resp.Status)
+	}
+	for _, st := range []synth.Study{mr, cr} {
+		for _, f := range st.Files {
+			if got := read(t, n, st.UID, f.SOPInstanceUID); !bytes.Equal(got, want[f.SOPInstanceUID]) {
+				t.Fatalf("instance %s of %s stored with other bytes", f.SOPInstanceUID, st.UID)
+			}
+		}
+	}
+}
+
 // TestStowCutShort: a STOW-RS body that breaks off after some instances
 // were already being stored is refused as a whole, nothing of it is
 // committed, and the same study can be sent again at once.

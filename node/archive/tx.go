@@ -133,7 +133,8 @@ func metaOf(s *Study, se *Series, in *Instance) InstanceMeta {
 // one instance. It is safe for concurrent use. added is false when the study
 // already holds an instance with the same SOP Instance UID and the same
 // SHA-256 (nothing is written); the same SOP Instance UID with other bytes
-// replaces that instance in the next version.
+// replaces that instance in the next version. Nothing of data is kept once
+// Add returns: the caller may reuse it.
 func (tx *Tx) Add(ctx context.Context, meta InstanceMeta, data []byte) (added bool, err error) {
 	if meta.StudyInstanceUID != tx.uid {
 		return false, fmt.Errorf("add %s: belongs to study %s, not %s", meta.SOPInstanceUID, meta.StudyInstanceUID, tx.uid)

@@ -30,8 +30,9 @@ type Store interface {
 }
 
 // StudyWriter stores the instances of one study: Add may be called from
-// several goroutines at once; Commit or Rollback ends it, after the Adds
-// have returned. Nothing is stored before Commit returns nil.
+// several goroutines at once and keeps nothing of data once it returns;
+// Commit or Rollback ends it, after the Adds have returned. Nothing is
+// stored before Commit returns nil.
 type StudyWriter interface {
 	Add(ctx context.Context, meta archive.InstanceMeta, data []byte) error
 	Commit(ctx context.Context) error
@@ -265,7 +266,9 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 	for range s.c.StowWorkers {
 		wg.Go(func() {
 			for j := range jobs {
-				if err := j.st.w.Add(ctx, j.meta, j.data); err != nil {
+				err := j.st.w.Add(ctx, j.meta, j.data)
+				ingest.Release(j.data) // Add keeps nothing of it
+				if err != nil {
 					j.st.mu.Lock()
 					if j.st.err == nil {
 						j.st.err = err
@@ -289,7 +292,7 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 		}
 		var data []byte
 		if err == nil {
-			data, err = io.ReadAll(io.LimitReader(p, ingest.DefaultConfig().MaxFileBytes+1))
+			data, err = ingest.ReadAll(p, ingest.DefaultConfig().MaxFileBytes+1)
 			p.Close()
 		}
 		if err != nil {
@@ -303,6 +306,7 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 		}
 		m, err := ingest.Parse(data)
 		if err != nil {
+			ingest.Release(data)
 			d := dataset{}
 			d.num("00081197", "US", 0xC000) // cannot understand
 			d.str("00081196", "LO", limitString(err.Error(), 64))
@@ -313,6 +317,7 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 		if st == nil {
 			sw, err := s.c.Store.BeginStore(ctx, m.StudyInstanceUID)
 			if err != nil {
+				ingest.Release(data)
 				refused(m)
 				continue
 			}

@@ -91,6 +91,19 @@ func releaseRead(data []byte) {
 	}
 }
 
+// ReadAll reads r to its end, or to its first limit bytes, into a recycled
+// buffer (for instances that do not come from files: STOW-RS parts).
+// Release gives the buffer back once nothing uses the bytes.
+func ReadAll(r io.Reader, limit int64) ([]byte, error) {
+	buf := bytes.NewBuffer(getReadBuf(64 << 10))
+	_, err := buf.ReadFrom(io.LimitReader(r, limit))
+	return buf.Bytes(), err
+}
+
+// Release recycles the buffer of data returned by ReadAll; data must not be
+// used after.
+func Release(data []byte) { releaseRead(data) }
+
 // readFile reads a candidate file of at most max bytes, stopping after the
 // first bytes when they plainly are not DICOM.
 func readFile(path string, max int64) ([]byte, error) {
