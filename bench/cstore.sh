@@ -11,7 +11,9 @@
 # archive, exported and its datasets compared by SHA-256 with the generated
 # files (untimed; the file meta is the receiver's own, so it is left out).
 # Orthanc runs with SyncStorageArea=true. storescp writes files and syncs
-# nothing: its figure is the ceiling of the sender and the link.
+# nothing: its figure is the ceiling of the sender and the link. A fourth
+# receiver, where /dev/shm is writable, is dicomesh with its home on tmpfs,
+# where a sync costs nothing: not durable, it shows what the syncs cost.
 # TCP_NODELAY=1 is set for dcmtk. The ratios are the anchor's time over
 # dicomesh's: above 1, dicomesh is faster.
 #
@@ -23,7 +25,7 @@ while getopts "n:s:h" o; do
 	case $o in
 	n) reps=$OPTARG ;;
 	s) slices=$OPTARG ;;
-	*) sed -n '2,18p' "$0"; exit 2 ;;
+	*) sed -n '2,20p' "$0"; exit 2 ;;
 	esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +33,7 @@ work=$(mktemp -d /tmp/dicomesh-cstore.XXXXXX)
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
+	rm -rf "$work" ${shm:+"$shm"}
 }
 trap cleanup EXIT
 # stop: end the receiver started last, by its PID, and forget it.
@@ -69,16 +71,16 @@ send() { # send AET PORT LOG: seconds taken by storescu
 }
 waitport() { for _ in $(seq 300); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
-d=() s=() o=()
-for i in $(seq "$reps"); do
-	h=$work/node$i
+# dmrun HOME: sets t to storescu's seconds to a fresh node whose home is
+# HOME; the study is then checked in the archive and its export compared.
+dmrun() {
+	local h=$1 n
 	"$dm" --home "$h" init >/dev/null
 	"$dm" --home "$h" run --p2p /ip4/127.0.0.1/tcp/0 --http 127.0.0.1:0 --dicom "127.0.0.1:$dport" --aet DICOMESH >"$h.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
 	waitport "$dport"
 	t=$(send DICOMESH "$dport" "$h.scu.log") || { tail "$h.log" >&2; exit 1; }
-	d+=("$t")
 	# The study is in the archive once the association's commit is done.
 	for _ in $(seq 600); do
 		n=$("$dm" --home "$h" studies -o json 2>/dev/null | grep -o '"instances": *[0-9]*' | head -1 | grep -o '[0-9]*$' || true)
@@ -87,10 +89,25 @@ for i in $(seq "$reps"); do
 	done
 	[[ ${n:-0} -eq $slices ]] || { echo "dicomesh holds ${n:-0} of $slices instances" >&2; tail "$h.log" >&2; exit 1; }
 	stop
-	"$dm" --home "$h" export "$uid" --to "$work/export$i" >/dev/null
-	dsums "$work/export$i"/*/*.dcm | cmp -s - "$work/original.sums" ||
+	"$dm" --home "$h" export "$uid" --to "$work/export" >/dev/null
+	dsums "$work/export"/*/*.dcm | cmp -s - "$work/original.sums" ||
 		{ echo "dicomesh export differs from the generated datasets" >&2; exit 1; }
-	rm -rf "$work/export$i" "$h"
+	rm -rf "$work/export" "$h" "$h.log" "$h.scu.log"
+}
+
+# With its home on tmpfs a node's syncs cost nothing: not durable, run to
+# show what the syncs cost (skipped where /dev/shm is not writable).
+shm=
+if [[ -d /dev/shm && -w /dev/shm ]]; then shm=$(mktemp -d /dev/shm/dicomesh-cstore.XXXXXX); fi
+
+d=() m=() s=() o=()
+for i in $(seq "$reps"); do
+	dmrun "$work/node$i"
+	d+=("$t")
+	if [[ -n $shm ]]; then
+		dmrun "$shm/node$i"
+		m+=("$t")
+	fi
 
 	out=$work/scp$i
 	mkdir -p "$out"
@@ -133,5 +150,12 @@ printf '| receiver | s | MB/s | dicomesh vs it |\n|---|---|---|---|\n'
 printf '| dicomesh (each instance synced before success; export verified) | %.2f | %.0f | |\n' "$dm_s" "$(echo "$mbytes / $dm_s" | bc -l)"
 printf '| storescp (writes, never syncs) | %.2f | %.0f | %.2fx |\n' "$scp_s" "$(echo "$mbytes / $scp_s" | bc -l)" "$(echo "$scp_s / $dm_s" | bc -l)"
 printf '| Orthanc (SyncStorageArea) | %.2f | %.0f | %.2fx |\n' "$or_s" "$(echo "$mbytes / $or_s" | bc -l)" "$(echo "$or_s / $dm_s" | bc -l)"
-printf '\nsamples (s): dicomesh %s; storescp %s; Orthanc %s\n' "${d[*]}" "${s[*]}" "${o[*]}"
-echo 'storescp never syncs what it writes; dicomesh and Orthanc sync every instance.'
+if [[ -n $shm ]]; then
+	shm_s=$(median "${m[@]}")
+	printf '| dicomesh, home on tmpfs (syncs cost nothing: not durable) | %.2f | %.0f | %.2fx |\n' "$shm_s" "$(echo "$mbytes / $shm_s" | bc -l)" "$(echo "$shm_s / $dm_s" | bc -l)"
+fi
+printf '\nsamples (s): dicomesh %s; storescp %s; Orthanc %s' "${d[*]}" "${s[*]}" "${o[*]}"
+[[ -z $shm ]] || printf '; dicomesh on tmpfs %s' "${m[*]}"
+printf '\n'
+echo 'storescp never syncs what it writes; dicomesh and Orthanc sync every instance;'
+echo 'dicomesh on tmpfs shows its receiving path without the cost of its syncs.'
