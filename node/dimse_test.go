@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -32,22 +33,30 @@ func datasetOf(t *testing.T, b []byte) []byte {
 // DIMSE service: echo, a study stored instance by instance with its data
 // sets byte-identical, an unknown called AE title rejected, and a garbage
 // PDU that aborts one association while the service goes on.
-func TestDIMSEWithDCMTK(t *testing.T) {
-	echoscu, err1 := exec.LookPath("echoscu")
-	storescu, err2 := exec.LookPath("storescu")
-	if err1 != nil || err2 != nil {
-		t.Skip("dcmtk is not installed (apt-get install dcmtk)")
-	}
+// dimseNode serves a test node's DIMSE interface as DICOMESH on a loopback
+// port until the test ends.
+func dimseNode(t *testing.T) (*Node, string) {
+	t.Helper()
 	n := openTestNode(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	srv := dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, Finder: n, Mover: n, WithActor: WithActor, IdleTimeout: 10 * time.Second})
 	go srv.Serve(ctx, l)
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return n, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func TestDIMSEWithDCMTK(t *testing.T) {
+	echoscu, err1 := exec.LookPath("echoscu")
+	storescu, err2 := exec.LookPath("storescu")
+	if err1 != nil || err2 != nil {
+		t.Skip("dcmtk is not installed (apt-get install dcmtk)")
+	}
+	n, port := dimseNode(t)
+	ctx := context.Background()
 
 	run := func(name string, args ...string) error {
 		out, err := exec.Command(name, args...).CombinedOutput()
@@ -209,6 +218,50 @@ func waitStudy(n *Node, uid string, instances int) (archive.Study, error) {
 	}
 }
 
+// TestCStoreParallelAssociations: a sender splits a study over four
+// associations at once (as PACS do to send faster): each association's
+// commit waits for the others' on the same study, and the study ends up
+// whole, each data set as sent.
+func TestCStoreParallelAssociations(t *testing.T) {
+	storescu, err := exec.LookPath("storescu")
+	if err != nil {
+		t.Skip("dcmtk is not installed (apt-get install dcmtk)")
+	}
+	n, port := dimseNode(t)
+	_, st := synthStudy(t, "ct", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 16, 64, 64 })
+	errs := make(chan error, 4)
+	for i := range 4 {
+		args := []string{"-aet", "MODALITY", "-aec", "DICOMESH", "127.0.0.1", port}
+		for _, f := range st.Files[i*4 : i*4+4] {
+			args = append(args, f.Path)
+		}
+		go func() {
+			out, err := exec.Command(storescu, args...).CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("storescu: %v\n%s", err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := waitStudy(n, st.UID, len(st.Files)); err != nil {
+		t.Fatalf("after four associations: %v", err)
+	}
+	for _, f := range st.Files {
+		orig, _ := os.ReadFile(f.Path)
+		if !bytes.Equal(datasetOf(t, read(t, n, st.UID, f.SOPInstanceUID)), datasetOf(t, orig)) {
+			t.Fatalf("instance %s: the stored data set differs from what was sent", f.SOPInstanceUID)
+		}
+	}
+	if es, _ := os.ReadDir(n.Home.Path("spool")); len(es) != 0 {
+		t.Fatalf("%d associations left in the spool", len(es))
+	}
+}
+
 // TestSpoolRecovery: instances acknowledged (spooled) but not yet
 // committed when the node stops are committed by the next run; the spool
 // holds no readable patient data.
@@ -334,5 +387,66 @@ func TestSpoolLegacyFiles(t *testing.T) {
 	}
 	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 4 {
 		t.Fatalf("after the commit: %+v %v", got, err)
+	}
+}
+
+// TestSpoolCommitWaitsForBusyStudy: an association's commit finds its
+// study open by another writer (another association of the same study, a
+// STOW-RS request): it waits for it, then commits, instead of leaving the
+// acknowledged instances in the spool until the next start.
+func TestSpoolCommitWaitsForBusyStudy(t *testing.T) {
+	n := openTestNode(t)
+	_, st := synthStudy(t, "mr", func(s *synth.Spec) { s.Slices, s.Rows, s.Cols = 3, 32, 32 })
+	for i, f := range st.Files[:3] {
+		data, _ := os.ReadFile(f.Path)
+		if err := n.Spool(context.Background(), fmt.Sprint("assoc", i), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := n.Archive.Begin(st.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { done <- n.CommitSpool(context.Background(), "assoc0") }()
+	select {
+	case err := <-done:
+		t.Fatalf("the commit returned (%v) while the study was open", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	other.Rollback()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Two associations of the same study, committed at once.
+	go func() { done <- n.CommitSpool(context.Background(), "assoc1") }()
+	go func() { done <- n.CommitSpool(context.Background(), "assoc2") }()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 3 {
+		t.Fatalf("after the commits: %+v %v", got, err)
+	}
+	for i := range 3 {
+		if _, err := os.Stat(n.spoolDir(fmt.Sprint("assoc", i))); !os.IsNotExist(err) {
+			t.Fatalf("the spool of assoc%d was not emptied", i)
+		}
+	}
+	// A commit that may not wait longer gives up and keeps the spool.
+	data, _ := os.ReadFile(st.Files[0].Path)
+	if err := n.Spool(context.Background(), "assoc3", data); err != nil {
+		t.Fatal(err)
+	}
+	other, _ = n.Archive.Begin(st.UID)
+	defer other.Rollback()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.CommitSpool(ctx, "assoc3"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a canceled commit of a busy study: %v", err)
+	}
+	if _, err := os.Stat(n.spoolDir("assoc3")); err != nil {
+		t.Fatalf("the spool was not kept: %v", err)
 	}
 }

@@ -285,23 +285,46 @@ func (n *Node) readSpooled(path string, key *spoolKey) ([]byte, error) {
 }
 
 // CommitSpool commits an association's spooled instances to the archive,
-// one transaction per study, then deletes them.
+// one transaction per study, then deletes them. A study that another
+// writer has open (another association sending the same study, a STOW-RS
+// request) is waited for.
 func (n *Node) CommitSpool(ctx context.Context, assoc string) error {
+	for {
+		busy, err := n.commitSpool(ctx, assoc)
+		if err != nil || busy == "" {
+			return err
+		}
+		// Every transaction of this commit was rolled back, so that two
+		// commits never wait for each other: wait for the study's writer,
+		// then start again.
+		if err := n.Archive.Idle(ctx, busy); err != nil {
+			return fmt.Errorf("commit spooled instances of %s: %w", assoc, err)
+		}
+	}
+}
+
+// commitSpool is one attempt of CommitSpool. It returns the UID of a study
+// another writer has open, having rolled back what it began, or "" once
+// the instances are committed.
+func (n *Node) commitSpool(ctx context.Context, assoc string) (busy string, err error) {
 	dir := n.spoolDir(assoc)
 	es, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	txs := map[string]*archive.Tx{}
 	var studies []string
-	fail := func(err error) error {
+	rollback := func() {
 		for _, tx := range txs {
 			tx.Rollback()
 		}
-		return fmt.Errorf("commit spooled instances of %s: %w", assoc, err)
+	}
+	fail := func(err error) (string, error) {
+		rollback()
+		return "", fmt.Errorf("commit spooled instances of %s: %w", assoc, err)
 	}
 	n.slotsMu.Lock()
 	if sl := n.slots[assoc]; sl != nil {
@@ -342,7 +365,12 @@ func (n *Node) CommitSpool(ctx context.Context, assoc string) error {
 		}
 		tx := txs[m.StudyInstanceUID]
 		if tx == nil {
-			if tx, err = n.Archive.Begin(m.StudyInstanceUID); err != nil {
+			tx, err = n.Archive.Begin(m.StudyInstanceUID)
+			if errors.Is(err, archive.ErrBusy) {
+				rollback()
+				return m.StudyInstanceUID, nil
+			}
+			if err != nil {
 				return fail(err)
 			}
 			txs[m.StudyInstanceUID] = tx
@@ -360,7 +388,7 @@ func (n *Node) CommitSpool(ctx context.Context, assoc string) error {
 			for _, rest := range studies[i+1:] {
 				txs[rest].Rollback()
 			}
-			return fmt.Errorf("commit spooled study %s: %w", uid, err)
+			return "", fmt.Errorf("commit spooled study %s: %w", uid, err)
 		}
 		if st.UID != "" {
 			committed = append(committed, st)
@@ -369,7 +397,7 @@ func (n *Node) CommitSpool(ctx context.Context, assoc string) error {
 	if err := n.queuePublish(committed); err != nil {
 		n.log.Warn("spooled studies stored but not queued for publication", "err", err)
 	}
-	return os.RemoveAll(dir)
+	return "", os.RemoveAll(dir)
 }
 
 // recoverSpool commits what a previous run spooled and did not commit.

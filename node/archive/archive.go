@@ -78,6 +78,7 @@ type Archive struct {
 	mu      sync.RWMutex
 	studies map[string]*summary
 	busy    map[string]bool
+	ended   chan struct{}      // closed, and replaced, whenever a Tx ends (Idle)
 	cache   map[string]*cached // details recently read, by study UID
 	// checked are the instance roots already checked by a Precheck, by
 	// the root of the study being received.
@@ -162,7 +163,7 @@ func Open(cfg Config) (*Archive, error) {
 	}
 	a := &Archive{
 		cfg: cfg, bs: bs, db: db, mac: cfg.Owner.DeriveKey("archive index key"), seal: aead, log: cfg.Logger,
-		studies: map[string]*summary{}, busy: map[string]bool{}, cache: map[string]*cached{}, checked: map[cid.Cid]map[cid.Cid]bool{},
+		studies: map[string]*summary{}, busy: map[string]bool{}, ended: make(chan struct{}), cache: map[string]*cached{}, checked: map[cid.Cid]map[cid.Cid]bool{},
 	}
 	pending := 0
 	err = db.Update(func(tx *bolt.Tx) error {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -249,6 +250,39 @@ func TestRollbackLeavesNothing(t *testing.T) {
 	}
 	if _, err := a.Begin("1.2.9"); err != nil {
 		t.Errorf("Begin after rollback: %v", err)
+	}
+}
+
+// TestIdle: Idle returns at once for a study without an open Tx, waits
+// while one is open (another study's Tx ending does not end the wait), and
+// gives up when its context ends.
+func TestIdle(t *testing.T) {
+	a := open(t, t.TempDir(), newOwner(t))
+	defer a.Close()
+	ctx := context.Background()
+	if err := a.Idle(ctx, "1.2.9"); err != nil {
+		t.Fatalf("Idle on a free study: %v", err)
+	}
+	tx, _ := a.Begin("1.2.9")
+	done := make(chan error, 1)
+	go func() { done <- a.Idle(ctx, "1.2.9") }()
+	other, _ := a.Begin("1.2.10")
+	other.Rollback()
+	select {
+	case err := <-done:
+		t.Fatalf("Idle returned (%v) while the study's Tx was open", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	tx.Rollback()
+	if err := <-done; err != nil {
+		t.Fatalf("Idle after the Tx ended: %v", err)
+	}
+	tx, _ = a.Begin("1.2.9")
+	defer tx.Rollback()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Idle(cctx, "1.2.9"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Idle with its context ended: %v", err)
 	}
 }
 

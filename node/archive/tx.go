@@ -111,7 +111,28 @@ func (a *Archive) Begin(studyUID string) (*Tx, error) {
 func (a *Archive) release(uid string) {
 	a.mu.Lock()
 	delete(a.busy, uid)
+	close(a.ended)
+	a.ended = make(chan struct{})
 	a.mu.Unlock()
+}
+
+// Idle waits until studyUID has no open Tx, or ctx ends. A writer that
+// got ErrBusy from Begin and holds no other Tx may wait here and begin
+// again (another writer may still come first).
+func (a *Archive) Idle(ctx context.Context, studyUID string) error {
+	for {
+		a.mu.Lock()
+		busy, ended := a.busy[studyUID], a.ended
+		a.mu.Unlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // metaOf rebuilds the metadata of a stored instance.
