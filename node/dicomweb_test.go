@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -246,6 +247,43 @@ func TestStowEveryInstance(t *testing.T) {
 				t.Fatalf("instance %s of %s stored with other bytes", f.SOPInstanceUID, st.UID)
 			}
 		}
+	}
+}
+
+// TestStowWaitsForBusyStudy: a STOW-RS request for a study that another
+// writer has open (an association's commit) waits for it and stores its
+// instances, instead of refusing them.
+func TestStowWaitsForBusyStudy(t *testing.T) {
+	n, srv, st, parts := webNode(t, 2)
+	other, err := n.Archive.Begin(st.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, ct := multipartBody(t, parts...)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.Post(srv.URL+"/dicom-web/studies", ct, body)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	select {
+	case resp := <-done:
+		t.Fatalf("STOW-RS answered (%v) while the study was open", resp)
+	case <-time.After(200 * time.Millisecond):
+	}
+	other.Rollback()
+	resp := <-done
+	if resp == nil {
+		t.FailNow()
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("STOW-RS after the study was released: %s", resp.Status)
+	}
+	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != len(parts) {
+		t.Fatalf("stored: %+v %v", got.Instances, err)
 	}
 }
 

@@ -218,7 +218,7 @@ func (n *Node) Study(ctx context.Context, uid string) (archive.Study, error) {
 // archive transaction, audited as an import, then queued for publication.
 // STOW-RS stores through BeginStore, as the instances arrive.
 func (n *Node) Store(ctx context.Context, study string, metas []archive.InstanceMeta, data [][]byte) error {
-	w, err := n.BeginStore(ctx, study)
+	w, err := n.BeginStore(ctx, study, true)
 	if err != nil {
 		return err
 	}
@@ -234,12 +234,20 @@ func (n *Node) Store(ctx context.Context, study string, metas []archive.Instance
 // BeginStore starts storing the instances of one study received over a
 // network interface as they arrive (dicomweb.Store): the Commit is audited
 // as an import and queues the study for publication.
-func (n *Node) BeginStore(ctx context.Context, study string) (dicomweb.StudyWriter, error) {
-	tx, err := n.Archive.Begin(study)
-	if err != nil {
-		return nil, err
+func (n *Node) BeginStore(ctx context.Context, study string, wait bool) (dicomweb.StudyWriter, error) {
+	for {
+		tx, err := n.Archive.Begin(study)
+		if errors.Is(err, archive.ErrBusy) && wait {
+			if err := n.Archive.Idle(ctx, study); err != nil {
+				return nil, fmt.Errorf("begin %s: %w", study, err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return studyWriter{n, tx}, nil
 	}
-	return studyWriter{n, tx}, nil
 }
 
 // studyWriter is an archive transaction whose commit queues publication.

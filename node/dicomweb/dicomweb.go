@@ -25,8 +25,11 @@ type Store interface {
 	Study(ctx context.Context, uid string) (archive.Study, error)
 	ReadInstance(ctx context.Context, studyUID, sopInstanceUID string) (io.ReadCloser, error)
 	// BeginStore starts storing the instances of one study received by
-	// STOW-RS as they arrive.
-	BeginStore(ctx context.Context, study string) (StudyWriter, error)
+	// STOW-RS as they arrive. When another writer has the study open it
+	// fails with archive.ErrBusy, or, if wait, waits for it until ctx
+	// ends: a caller that holds other studies open must not wait, or two
+	// such callers could wait for each other.
+	BeginStore(ctx context.Context, study string, wait bool) (StudyWriter, error)
 }
 
 // StudyWriter stores the instances of one study: Add may be called from
@@ -315,7 +318,7 @@ func (s *service) stow(w http.ResponseWriter, r *http.Request) {
 		}
 		st := byUID[m.StudyInstanceUID]
 		if st == nil {
-			sw, err := s.c.Store.BeginStore(ctx, m.StudyInstanceUID)
+			sw, err := s.c.Store.BeginStore(ctx, m.StudyInstanceUID, len(studies) == 0)
 			if err != nil {
 				ingest.Release(data)
 				refused(m)
