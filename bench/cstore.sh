@@ -3,7 +3,10 @@
 # association to a running dicomesh node, to dcmtk's storescp and to
 # Orthanc's DICOM server, side by side.
 #
-#   bench/cstore.sh [-n REPS] [-s SLICES]
+#   bench/cstore.sh [-n REPS] [-s SLICES] [-p ASSOCIATIONS]
+#
+# -p splits the CT over that many storescu processes sending at once, one
+# association each (as PACS do to send faster); the time is the last one's.
 #
 # dicomesh answers each C-STORE once the instance is encrypted and synced
 # in its spool (durable), and commits the study to the archive after the
@@ -20,12 +23,13 @@
 # Needs: go, dcmtk, orthanc, curl, sha256sum.
 set -euo pipefail
 
-reps=3 slices=400
-while getopts "n:s:h" o; do
+reps=3 slices=400 par=1
+while getopts "n:s:p:h" o; do
 	case $o in
 	n) reps=$OPTARG ;;
 	s) slices=$OPTARG ;;
-	*) sed -n '2,20p' "$0"; exit 2 ;;
+	p) par=$OPTARG ;;
+	*) sed -n '2,23p' "$0"; exit 2 ;;
 	esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,12 +65,20 @@ dsums "${files[@]}" >"$work/original.sums"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 now() { date +%s.%N; }
-send() { # send AET PORT LOG: seconds taken by storescu
-	local t0 t1
+send() { # send AET PORT LOG: seconds taken by storescu (par of them at once)
+	local t0 t1 i k=$((${#files[@]} / par)) ps=() failed=0
 	t0=$(now)
-	storescu -aet BENCH -aec "$1" 127.0.0.1 "$2" "${files[@]}" >"$3" 2>&1 ||
-		{ echo "storescu to $1 failed:" >&2; tail "$3" >&2; return 1; }
+	for ((i = 0; i < par; i++)); do
+		local part=("${files[@]:i*k:k}")
+		((i < par - 1)) || part=("${files[@]:i*k}")
+		storescu -aet BENCH -aec "$1" 127.0.0.1 "$2" "${part[@]}" >"$3.$i" 2>&1 &
+		ps+=($!)
+	done
+	for i in "${!ps[@]}"; do
+		wait "${ps[$i]}" || { failed=1; echo "storescu to $1 failed:" >&2; tail "$3.$i" >&2; }
+	done
 	t1=$(now)
+	((failed == 0)) || return 1
 	printf '%.2f\n' "$(echo "$t1 - $t0" | bc -l)"
 }
 waitport() { for _ in $(seq 300); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
@@ -92,7 +104,7 @@ dmrun() {
 	"$dm" --home "$h" export "$uid" --to "$work/export" >/dev/null
 	dsums "$work/export"/*/*.dcm | cmp -s - "$work/original.sums" ||
 		{ echo "dicomesh export differs from the generated datasets" >&2; exit 1; }
-	rm -rf "$work/export" "$h" "$h.log" "$h.scu.log"
+	rm -rf "$work/export" "$h" "$h.log" "$h.scu.log".*
 }
 
 # With its home on tmpfs a node's syncs cost nothing: not durable, run to
@@ -145,7 +157,7 @@ for i in $(seq "$reps"); do
 done
 dm_s=$(median "${d[@]}") scp_s=$(median "${s[@]}") or_s=$(median "${o[@]}")
 mbytes=$(echo "$mb / 1000000" | bc -l)
-printf 'CT %d slices, %.1f MB, storescu over one association, median of %d, load %s\n\n' "$slices" "$mbytes" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'CT %d slices, %.1f MB, storescu over %d association(s) at once, median of %d, load %s\n\n' "$slices" "$mbytes" "$par" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| receiver | s | MB/s | dicomesh vs it |\n|---|---|---|---|\n'
 printf '| dicomesh (each instance synced before success; export verified) | %.2f | %.0f | |\n' "$dm_s" "$(echo "$mbytes / $dm_s" | bc -l)"
 printf '| storescp (writes, never syncs) | %.2f | %.0f | %.2fx |\n' "$scp_s" "$(echo "$mbytes / $scp_s" | bc -l)" "$(echo "$scp_s / $dm_s" | bc -l)"
