@@ -22,13 +22,14 @@ import (
 // S2 (S2's block format) and written as its compressed length (4 bytes,
 // little-endian) and its compressed bytes. S2 rather than the archive's
 // zstd: on a CT slice it takes about 0.05 ms against zstd's 0.4 ms, for
-// 52% of the size against 41%, and this runs while the sender waits.
+// 52% of the size against 41%, and with zstd the same runs took 0.94-1.10
+// s against 0.82-0.97 s.
 
 // spoolBlock is the most bytes of an instance compressed as one block.
 const spoolBlock = 64 << 10
 
-// blockBufs are a blockWriter's buffers, pooled: a fresh buffer's page
-// faults cost more than its compression.
+// blockBufs are a blockWriter's buffers, pooled like the ingest's read
+// buffers: fresh memory costs its page faults and zeroing.
 type blockBufs struct {
 	in    [spoolBlock]byte // bytes not yet compressed
 	split [spoolBlock]byte
