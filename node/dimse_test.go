@@ -257,8 +257,60 @@ func TestCStoreParallelAssociations(t *testing.T) {
 			t.Fatalf("instance %s: the stored data set differs from what was sent", f.SOPInstanceUID)
 		}
 	}
-	if es, _ := os.ReadDir(n.Home.Path("spool")); len(es) != 0 {
-		t.Fatalf("%d associations left in the spool", len(es))
+	// The last commit empties its spool folder just after the study is
+	// complete in the archive.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		es, _ := os.ReadDir(n.Home.Path("spool"))
+		if len(es) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d associations left in the spool", len(es))
+		}
+	}
+}
+
+// TestSpoolCommitAtShutdown: an association's commit that waits for its
+// study (held by another writer) gives up when the server stops, so that
+// the node stops; the spool keeps the acknowledged instance, and the next
+// start commits it.
+func TestSpoolCommitAtShutdown(t *testing.T) {
+	storescu, err := exec.LookPath("storescu")
+	if err != nil {
+		t.Skip("dcmtk is not installed (apt-get install dcmtk)")
+	}
+	n := openTestNode(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := dimse.NewServer(dimse.Config{AET: "DICOMESH", Store: n, WithActor: WithActor, IdleTimeout: 10 * time.Second})
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx, l); close(served) }()
+	_, st := synthStudy(t, "cr", nil)
+	other, err := n.Archive.Begin(st.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	if out, err := exec.Command(storescu, "-aet", "MODALITY", "-aec", "DICOMESH", "127.0.0.1", port, st.Files[0].Path).CombinedOutput(); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	cancel()
+	select {
+	case <-served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not stop while an association's commit waited")
+	}
+	other.Rollback()
+	if _, err := n.Archive.Study(st.UID); err == nil {
+		t.Fatal("the study was committed while another writer held it")
+	}
+	n.recoverSpool(context.Background())
+	if got, err := n.Archive.Study(st.UID); err != nil || got.Instances != 1 {
+		t.Fatalf("after the next start's recovery: %v", err)
 	}
 }
 

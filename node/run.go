@@ -106,6 +106,10 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 		return err
 	}
 
+	// What an earlier run acknowledged over DIMSE and did not commit is
+	// committed before the interfaces open: no other writer can hold its
+	// studies yet.
+	n.recoverSpool(ctx)
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
@@ -118,7 +122,6 @@ func (n *Node) Run(ctx context.Context, ro RunOptions) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	info := RunInfo{PeerID: h.ID().String(), HTTP: ln.Addr().String(), PID: os.Getpid()}
-	n.recoverSpool(ctx)
 	if addr := cmp.Or(ro.DICOM, n.Config.DICOM); addr != "" {
 		// A PACS or modality sends studies in here. A busy port is a
 		// warning, not a failure: the node's federation work goes on.

@@ -355,7 +355,7 @@ func (n *Node) commitSpool(ctx context.Context, assoc string) (busy string, err 
 			if merr := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(aside, assoc+"-"+e.Name())); merr != nil {
 				return fail(merr)
 			}
-			n.log.Warn("a spooled instance does not decrypt (cut short by a crash?); set aside in spool-damaged", "assoc", assoc, "err", err)
+			n.log.Warn("a spooled instance does not decrypt or decode (cut short by a crash?); set aside in spool-damaged", "assoc", assoc, "err", err)
 			continue
 		}
 		m, err := ingest.Parse(data)

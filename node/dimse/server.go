@@ -202,28 +202,21 @@ func (s *Server) association(ctx context.Context, c net.Conn) error {
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	assoc := fmt.Sprintf("%d-%x", time.Now().UnixNano(), rnd) // a folder name: never from the peer
-	var once sync.Once
-	commitSpool := func() {
-		sp, ok := s.cfg.Store.(Spooler)
-		if !ok {
-			return
-		}
-		once.Do(func() {
-			// The association is over, however it ended: what was
-			// acknowledged is committed (the spool survives a crash).
-			cctx := context.WithoutCancel(ctx)
-			if s.cfg.WithActor != nil {
-				cctx = s.cfg.WithActor(cctx, audit.Actor{User: "dicom:" + rq.calling, Address: c.RemoteAddr().String()})
-			}
-			if err := sp.CommitSpool(cctx, assoc); err != nil {
-				s.cfg.Logger.Error("cannot commit the association's instances; they stay spooled", "err", err)
-			}
-		})
-	}
-	defer commitSpool()
 	actx := ctx
 	if s.cfg.WithActor != nil {
 		actx = s.cfg.WithActor(ctx, audit.Actor{User: "dicom:" + rq.calling, Address: c.RemoteAddr().String()})
+	}
+	if sp, ok := s.cfg.Store.(Spooler); ok {
+		// The association is over, however it ended: what was
+		// acknowledged is committed. The commit may wait for another
+		// writer of the same study; if the server stops first, it gives
+		// up and the spool, which survives a crash as well, is committed
+		// at the next start.
+		defer func() {
+			if err := sp.CommitSpool(actx, assoc); err != nil {
+				s.cfg.Logger.Error("cannot commit the association's instances; they stay spooled", "err", err)
+			}
+		}()
 	}
 	// in is the request being received: its command, then its data set (for
 	// C-STORE a Part 10 file, built as it arrives and spooled as it grows).
