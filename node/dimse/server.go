@@ -410,11 +410,6 @@ func (s *Server) store(ctx context.Context, in *incoming) uint16 {
 	return 0x0000
 }
 
-// part10 builds a DICOM file in dst: part10Header, then the data set.
-func part10(dst []byte, class, instance, syntax string, data []byte) []byte {
-	return append(part10Header(dst, class, instance, syntax), data...)
-}
-
 // part10Header builds the start of a DICOM file in dst: preamble, "DICM"
 // and a file meta group from the association.
 func part10Header(dst []byte, class, instance, syntax string) []byte {
