@@ -235,19 +235,17 @@ func (n *Node) Store(ctx context.Context, study string, metas []archive.Instance
 // network interface as they arrive (dicomweb.Store): the Commit is audited
 // as an import and queues the study for publication.
 func (n *Node) BeginStore(ctx context.Context, study string, wait bool) (dicomweb.StudyWriter, error) {
-	for {
-		tx, err := n.Archive.Begin(study)
-		if errors.Is(err, archive.ErrBusy) && wait {
-			if err := n.Archive.Idle(ctx, study); err != nil {
-				return nil, fmt.Errorf("begin %s: %w", study, err)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return studyWriter{n, tx}, nil
+	var tx *archive.Tx
+	var err error
+	if wait {
+		tx, err = n.Archive.BeginWait(ctx, study)
+	} else {
+		tx, err = n.Archive.Begin(study)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return studyWriter{n, tx}, nil
 }
 
 // studyWriter is an archive transaction whose commit queues publication.

@@ -254,8 +254,8 @@ func TestRollbackLeavesNothing(t *testing.T) {
 }
 
 // TestIdle: Idle returns at once for a study without an open Tx, waits
-// while one is open (another study's Tx ending does not end the wait), and
-// gives up when its context ends.
+// while one is open (another study's Tx ends meanwhile), and gives up when
+// its context ends; BeginWait begins once the open Tx ends.
 func TestIdle(t *testing.T) {
 	a := open(t, t.TempDir(), newOwner(t))
 	defer a.Close()
@@ -278,6 +278,24 @@ func TestIdle(t *testing.T) {
 		t.Fatalf("Idle after the Tx ended: %v", err)
 	}
 	tx, _ = a.Begin("1.2.9")
+	begun := make(chan *Tx, 1)
+	go func() {
+		next, err := a.BeginWait(ctx, "1.2.9")
+		if err != nil {
+			t.Error(err)
+		}
+		begun <- next
+	}()
+	select {
+	case <-begun:
+		t.Fatal("BeginWait began while the study's Tx was open")
+	case <-time.After(100 * time.Millisecond):
+	}
+	tx.Rollback()
+	tx = <-begun
+	if tx == nil {
+		t.FailNow()
+	}
 	defer tx.Rollback()
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()

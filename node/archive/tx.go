@@ -116,8 +116,23 @@ func (a *Archive) release(uid string) {
 	a.mu.Unlock()
 }
 
+// BeginWait is Begin that waits, until ctx ends, for the study's open Tx
+// to end instead of returning ErrBusy. The caller must hold no other Tx:
+// two callers each holding a study the other waits for would wait forever.
+func (a *Archive) BeginWait(ctx context.Context, studyUID string) (*Tx, error) {
+	for {
+		tx, err := a.Begin(studyUID)
+		if !errors.Is(err, ErrBusy) {
+			return tx, err
+		}
+		if err := a.Idle(ctx, studyUID); err != nil {
+			return nil, fmt.Errorf("begin %s: %w", studyUID, err)
+		}
+	}
+}
+
 // Idle waits until studyUID has no open Tx, or ctx ends. A writer that
-// got ErrBusy from Begin and holds no other Tx may wait here and begin
+// got ErrBusy from Begin may release what it holds, wait here and begin
 // again (another writer may still come first).
 func (a *Archive) Idle(ctx context.Context, studyUID string) error {
 	for {
