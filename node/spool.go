@@ -146,7 +146,7 @@ func (n *Node) spoolFile(assoc string) (*spoolKey, *os.File, error) {
 }
 
 // newSpoolKey makes an association's key and keeps it in dir, sealed to
-// the facility and synced (the folder's sync that follows records it).
+// the facility and synced.
 func (n *Node) newSpoolKey(dir string) (*spoolKey, error) {
 	key := make([]byte, crypto.SymmetricKeySize)
 	rand.Read(key)
@@ -154,18 +154,7 @@ func (n *Node) newSpoolKey(dir string) (*spoolKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, spoolKeyFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	_, err = f.Write(sealed)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, spoolKeyFile), sealed, 0o600); err != nil {
 		return nil, err
 	}
 	return newSpoolKeyFrom(key)
